@@ -1,0 +1,148 @@
+"""What every HTTP function shares: the resolver, CORS, the error shape, and request preflight.
+
+Errors are mapped to HTTP here and nowhere else. Every error reply has the same JSON shape::
+
+    {"error": {"code": "invalid_request", "message": "...", "details": [{"loc": [...], "msg": "..."}]}}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+
+from closedloop.errors import ClientInputError, DependencyError, PayloadTooLargeError
+from closedloop.observability import logger
+from closedloop.settings import ApiSettings
+
+__all__ = ["build_resolver", "error_body", "preflight"]
+
+JSON = "application/json"
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "details": details or []}})
+
+
+def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": error.get("type")}
+        for error in errors
+    ]
+
+
+def _cors(settings: ApiSettings) -> CORSConfig | None:
+    if not settings.allowed_origins:
+        return None
+    first, *rest = settings.allowed_origins
+    return CORSConfig(
+        allow_origin=first,
+        extra_origins=rest,
+        allow_headers=["Content-Type"],
+        max_age=600,
+        allow_credentials=False,
+    )
+
+
+def build_resolver(settings: ApiSettings, *, title: str) -> APIGatewayHttpResolver:
+    """An HTTP API (payload v2) resolver with validation, CORS for the allowed origins only, the error
+    mapping, ``GET /health`` and ``GET /openapi.json``."""
+    app = APIGatewayHttpResolver(cors=_cors(settings), enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(error.get("type") == "json_invalid" for error in errors):
+            message = "the body is not valid JSON"
+        else:
+            message = "the request does not match the schema: see details"
+        return Response(400, JSON, error_body("invalid_request", message, _validation_details(errors)))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(exc: RequestUnsupportedContentType) -> Response:
+        content_type = app.current_event.headers.get("content-type", "")
+        return Response(415, JSON, error_body("unsupported_media_type", f"unsupported content type {content_type!r}"))
+
+    @app.exception_handler(ClientInputError)
+    def _client_error(exc: ClientInputError) -> Response:
+        return Response(exc.status_code, JSON, error_body(exc.code, exc.message, exc.details))
+
+    @app.exception_handler(DependencyError)
+    def _dependency(exc: DependencyError) -> Response:
+        logger.warning("dependency failed", error=type(exc).__name__, cause=type(exc.__cause__).__name__)
+        return Response(
+            503,
+            JSON,
+            error_body(exc.code, "a dependency is unavailable: retry the same request later"),
+            headers={"Retry-After": "5"},
+        )
+
+    @app.not_found
+    def _not_found(exc: Exception) -> Response:
+        path = app.current_event.path
+        return Response(404, JSON, error_body("not_found", f"no route {app.current_event.http_method} {path}"))
+
+    @app.get("/health", summary="Liveness check", tags=["operations"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.get("/openapi.json", summary="This API's OpenAPI document", tags=["operations"], include_in_schema=False)
+    def openapi() -> Response:
+        return Response(200, JSON, app.get_openapi_json_schema(title=title, version="1"))
+
+    return app
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body)
+        except ValueError:
+            return b""
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def preflight(event: dict[str, Any], *, max_body_bytes: int, json_text_routes: frozenset[str]) -> None:
+    """Checks that must run before the resolver parses the body.
+
+    - A body over ``max_body_bytes`` is refused before anything parses it (413).
+    - ``navigator.sendBeacon`` can only send ``text/plain``: on ``json_text_routes`` such a body is JSON
+      by contract, so it is handed to validation as JSON.
+    """
+    body = event.get("body")
+    if body:
+        # base64 inflates by 4/3: measure what the client sent.
+        size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+        if size > max_body_bytes:
+            raise PayloadTooLargeError(f"the body is {size} bytes; the limit is {max_body_bytes}")
+    route = event.get("rawPath") or ""
+    headers = event.get("headers") or {}
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if route in json_text_routes and content_type.lower().startswith("text/plain"):
+        event["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        event["headers"]["content-type"] = JSON
+        if event.get("isBase64Encoded"):
+            event["body"] = raw_body(event).decode("utf-8", errors="replace")
+            event["isBase64Encoded"] = False
+
+
+def preflight_error(exc: ClientInputError, event: dict[str, Any], settings: ApiSettings) -> dict[str, Any]:
+    """The HTTP API reply for an error raised by ``preflight`` (outside the resolver), with CORS."""
+    headers = {"Content-Type": JSON}
+    cors = _cors(settings)
+    if cors is not None:
+        origin = next((v for k, v in (event.get("headers") or {}).items() if k.lower() == "origin"), None)
+        headers.update(cors.to_dict(origin))
+    return {
+        "statusCode": exc.status_code,
+        "headers": headers,
+        "body": error_body(exc.code, exc.message, exc.details),
+        "isBase64Encoded": False,
+    }

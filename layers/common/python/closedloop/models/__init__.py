@@ -1,0 +1,1 @@
+"""Pydantic models: requests and responses of the API, and the entities the store returns."""

@@ -1,0 +1,77 @@
+"""Settings of each function, validated once at cold start: the only reader of the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["ApiSettings", "CollectSettings", "Settings"]
+
+
+def _split_list(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseModel):
+    """What every function needs: where the data lives."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    table_name: Annotated[str, Field(min_length=3, max_length=255)]
+    service_name: str = "closedloop"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Self:
+        """Read the settings from environment variables named like the fields (upper case)."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = "POWERTOOLS_SERVICE_NAME" if name == "service_name" else name.upper()
+            if key in environ:
+                values[name] = environ[key]
+        return cls.model_validate(values)
+
+
+class ApiSettings(Settings):
+    """Settings of the functions behind the HTTP API."""
+
+    # Browser origins allowed to call the API (CORS) and to be redirected to after a form post.
+    allowed_origins: Annotated[tuple[str, ...], Field(default=())]
+    # The site's own hosts: a referrer on one of them (or a subdomain) is a self-referral.
+    # Defaults to the hosts of the allowed origins.
+    own_domains: Annotated[tuple[str, ...], Field(default=())]
+
+    _split_origins = field_validator("allowed_origins", "own_domains", mode="before")(_split_list)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+        return tuple(origin.rstrip("/") for origin in origins)
+
+    @property
+    def site_domains(self) -> frozenset[str]:
+        """The hosts whose referrers are self-referrals."""
+        hosts = {d.lower().lstrip(".") for d in self.own_domains}
+        if not hosts:
+            hosts = {urlsplit(o).hostname or "" for o in self.allowed_origins if o != "*"}
+        hosts.discard("")
+        hosts = {h.removeprefix("www.") for h in hosts}
+        return frozenset(hosts)
+
+
+class CollectSettings(ApiSettings):
+    """Settings of the collect function."""
+
+    # Page views and touches expire after this many days (DynamoDB TTL); 0 keeps them forever.
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = 395
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536

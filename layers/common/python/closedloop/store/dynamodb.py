@@ -1,0 +1,223 @@
+"""``DynamoStore``: every read and write of the Closedloop table (key layout in ``store.schema``)."""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from closedloop.clock import iso_ms
+from closedloop.errors import StoreUnavailableError
+from closedloop.models.visits import PageView, Touch, VisitorState
+from closedloop.store.schema import BY_DAY_INDEX
+
+if TYPE_CHECKING:
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["DynamoStore", "WriteOutcome"]
+
+
+class WriteOutcome(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the event was stored before: a retry, nothing changed
+    CONFLICT = "conflict"  # another request moved the visitor's state first: re-read and try again
+
+
+def _to_dynamo(value: Any) -> Any:
+    """Floats become Decimals, as DynamoDB's number type requires."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value
+
+
+class DynamoStore:
+    """The Closedloop table. Pass ``client`` (moto's, a stub) in tests; otherwise one is made on first use.
+
+    boto3 is imported lazily: the collect function's cold start must stay small, and a request that is
+    rejected as bad input never needs it.
+    """
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @functools.cached_property
+    def _serializer(self) -> TypeSerializer:
+        from boto3.dynamodb.types import TypeSerializer
+
+        return TypeSerializer()
+
+    @functools.cached_property
+    def _deserializer(self) -> TypeDeserializer:
+        from boto3.dynamodb.types import TypeDeserializer
+
+        return TypeDeserializer()
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # Standard retry mode backs off on throttling; after that the caller gets a 503 to retry.
+            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+            self._client = boto3.client("dynamodb", config=config)
+        return self._client
+
+    # -- (de)serialisation -------------------------------------------------------------------------
+
+    def _item(self, attributes: dict[str, Any]) -> dict[str, Any]:
+        clean = {k: v for k, v in attributes.items() if v is not None}
+        return {k: self._serializer.serialize(_to_dynamo(v)) for k, v in clean.items()}
+
+    def _plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: _from_dynamo(self._deserializer.deserialize(v)) for k, v in item.items()}
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            paginator = self.client.get_paginator("query")
+            for page in paginator.paginate(TableName=self.table_name, **kwargs):
+                for item in page.get("Items", []):
+                    yield self._plain(item)
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("DynamoDB query failed") from exc
+
+    # -- visitors, events, touches -----------------------------------------------------------------
+
+    def get_visitor_state(self, visitor_id: str) -> VisitorState | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self.client.get_item(
+                TableName=self.table_name,
+                Key=self._item({"pk": f"V#{visitor_id}", "sk": "STATE"}),
+                ConsistentRead=True,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("DynamoDB read failed") from exc
+        if "Item" not in reply:
+            return None
+        return VisitorState.model_validate(self._plain(reply["Item"]))
+
+    def record_event(
+        self,
+        event: PageView,
+        state: VisitorState,
+        *,
+        previous_version: int | None,
+        touch: Touch | None,
+    ) -> WriteOutcome:
+        """Store one event, the visitor's new state and the touch it started, all or nothing.
+
+        The event's key is its id, so a retried request finds it stored and changes nothing
+        (``DUPLICATE``). The state is written only over the version it was computed from
+        (``CONFLICT`` otherwise), so two concurrent requests of one visitor cannot lose a session.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        pk = f"V#{event.visitor_id}"
+        new_state = state.model_copy(update={"version": (previous_version or 0) + 1})
+        operations: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._item({"pk": pk, "sk": f"E#{event.event_id}", **event.model_dump()}),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._item({"pk": pk, "sk": "STATE", **new_state.model_dump()}),
+                    **(
+                        {"ConditionExpression": "attribute_not_exists(pk)"}
+                        if previous_version is None
+                        else {
+                            "ConditionExpression": "version = :v",
+                            "ExpressionAttributeValues": {":v": {"N": str(previous_version)}},
+                        }
+                    ),
+                }
+            },
+        ]
+        if touch is not None:
+            at = iso_ms(touch.occurred_at)
+            operations.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._item(
+                            {
+                                "pk": pk,
+                                "sk": f"T#{at}#{touch.touch_id}",
+                                "gsi1pk": f"TD#{at[:10]}",
+                                "gsi1sk": f"{at}#{touch.visitor_id}",
+                                **touch.model_dump(),
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise StoreUnavailableError("DynamoDB write failed") from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return WriteOutcome.DUPLICATE
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return WriteOutcome.CONFLICT
+            raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        return WriteOutcome.STORED
+
+    def events_of_visitor(self, visitor_id: str) -> list[PageView]:
+        """The visitor's stored events, in time order."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "E#"}},
+            ConsistentRead=True,
+        )
+        events = [PageView.model_validate(item) for item in items]
+        return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
+
+    def touches_of_visitor(self, visitor_id: str) -> list[Touch]:
+        """The visitor's touches in time order: one Query, the sort key is the time."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "T#"}},
+            ConsistentRead=True,
+        )
+        return [Touch.model_validate(item) for item in items]
+
+    def touches_on_day(self, day: str) -> Iterator[Touch]:
+        """Every touch of one UTC day (``yyyy-mm-dd``) in time order: one Query on the by-day index."""
+        items = self._query(
+            IndexName=BY_DAY_INDEX,
+            KeyConditionExpression="gsi1pk = :day",
+            ExpressionAttributeValues={":day": {"S": f"TD#{day}"}},
+        )
+        for item in items:
+            yield Touch.model_validate(item)

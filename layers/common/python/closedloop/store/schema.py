@@ -1,0 +1,70 @@
+"""The DynamoDB table's shape, shared by the CDK app, the local stack and the tests.
+
+One table (single-table design). Keys are prefixed strings:
+
+================================  ===============================  =====================================
+item                              pk / sk                          gsi1pk / gsi1sk
+================================  ===============================  =====================================
+visitor's running session         ``V#<visitor>`` / ``STATE``
+stored event (page view, track)   ``V#<visitor>`` / ``E#<event>``
+touch (a session start)           ``V#<visitor>`` / ``T#<ts>#<id>``  ``TD#<yyyy-mm-dd>`` / ``<ts>#<visitor>``
+================================  ===============================  =====================================
+
+``<ts>`` is ISO-8601 UTC with milliseconds, so string order is time order. See docs/architecture.md
+for the access patterns each key serves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = [
+    "ATTRIBUTE_DEFINITIONS",
+    "BY_DAY_INDEX",
+    "GLOBAL_SECONDARY_INDEXES",
+    "KEY_SCHEMA",
+    "TTL_ATTRIBUTE",
+    "create_table",
+]
+
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+BY_DAY_INDEX = "gsi1"
+TTL_ATTRIBUTE = "expires_at"
+
+KEY_SCHEMA: list[dict[str, str]] = [
+    {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+]
+ATTRIBUTE_DEFINITIONS: list[dict[str, str]] = [
+    {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+]
+GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
+    {
+        "IndexName": BY_DAY_INDEX,
+        "KeySchema": [
+            {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+            {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+]
+
+
+def create_table(client: DynamoDBClient, table_name: str) -> None:
+    """Create the table as the CDK app defines it (for moto and the local stack)."""
+    client.create_table(
+        TableName=table_name,
+        KeySchema=KEY_SCHEMA,  # type: ignore[arg-type]
+        AttributeDefinitions=ATTRIBUTE_DEFINITIONS,  # type: ignore[arg-type]
+        GlobalSecondaryIndexes=GLOBAL_SECONDARY_INDEXES,  # type: ignore[arg-type]
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.get_waiter("table_exists").wait(TableName=table_name)
+    client.update_time_to_live(
+        TableName=table_name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+    )
