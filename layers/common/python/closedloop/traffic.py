@@ -84,7 +84,8 @@ class InvalidUrlError(ValueError):
 class TrafficSource(BaseModel):
     """The traffic source of one visit (page view), as the server understands it."""
 
-    model_config = ConfigDict(frozen=True)
+    # Schema built on first use rather than at import, to keep cold-start imports light.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     channel: Annotated[Channel, Field(description="GA4 default channel group.")]
     source: Annotated[
@@ -182,7 +183,7 @@ def parse_traffic_source(
     platform = CLICK_ID_PLATFORMS[click_id_type] if click_id_type else None
 
     referrer_host = _referrer_host(referrer)
-    own = _own_domains(own_domains) + (_without_www(page.hostname or ""),)
+    own = (*_own_domains(own_domains), _without_www(page.hostname or ""))
     external_referrer = referrer_host is not None and not _is_own(referrer_host, own)
 
     if has_utm:

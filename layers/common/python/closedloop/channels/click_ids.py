@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 __all__ = [
     "CLICK_ID_PLATFORMS",
@@ -11,8 +11,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ClickIdPlatform:
+class ClickIdPlatform(NamedTuple):
     """The ad platform behind a click-id parameter.
 
     Attributes

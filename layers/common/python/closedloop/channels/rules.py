@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from closedloop.channels.click_ids import CLICK_ID_PLATFORMS
 from closedloop.channels.sources import SourceCategory, SourceLists
@@ -46,7 +46,9 @@ _DIRECT_SOURCES = frozenset({"(direct)", ""})
 _UNSET_SOURCES = frozenset({"(direct)", "(not set)", ""})
 _UNSET_MEDIA = frozenset({"(none)", "(not set)", ""})
 _DISPLAY_MEDIA = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
-_SOCIAL_MEDIA = frozenset({"social", "social-network", "social-media", "sm", "social network", "social media"})
+_SOCIAL_MEDIA = frozenset(
+    {"social", "social-network", "social-media", "sm", "social network", "social media"}
+)
 _REFERRAL_MEDIA = frozenset({"referral", "app", "link"})
 _EMAIL_VALUES = frozenset({"email", "e-mail", "e_mail", "e mail"})
 # GA4: campaign matches ^(.*(([^a-df-z]|^)shop|shopping).*)$ ("e-shop" and "shop_" yes, "workshop" no).
@@ -58,8 +60,7 @@ def _is_paid_medium(medium: str) -> bool:
     return "cp" in medium or medium in ("ppc", "retargeting") or medium.startswith("paid")
 
 
-@dataclass(frozen=True, slots=True)
-class _Visit:
+class _Visit(NamedTuple):
     source: str
     medium: str
     campaign: str
@@ -93,10 +94,12 @@ _RULES: tuple[tuple[Channel, Callable[[_Visit], bool]], ...] = (
     (Channel.SMS, lambda v: v.source == "sms" or v.medium == "sms"),
     (
         Channel.MOBILE_PUSH_NOTIFICATIONS,
-        lambda v: v.medium.endswith("push")
-        or "mobile" in v.medium
-        or "notification" in v.medium
-        or v.source == "firebase",
+        lambda v: (
+            v.medium.endswith("push")
+            or "mobile" in v.medium
+            or "notification" in v.medium
+            or v.source == "firebase"
+        ),
     ),
 )
 

@@ -106,31 +106,14 @@ class SourceListDocument(BaseModel):
         }
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use, not at import: the Lambda only needs it at cold start.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     search: SourceTable = Field(default_factory=dict)
     social: SourceTable = Field(default_factory=dict)
     video: SourceTable = Field(default_factory=dict)
     shopping: SourceTable = Field(default_factory=dict)
     excluded_hosts: list[ExcludedHost] = Field(default_factory=list)
-
-
-class _PackagedList(BaseModel):
-    """The shape of one packaged list file (``data/<category>.json``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    description: str
-    sources: SourceTable
-
-
-class _PackagedExclusions(BaseModel):
-    """The shape of ``data/excluded_hosts.json``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    description: str
-    hosts: list[ExcludedHost]
 
 
 def _is_country_ending(labels: list[str]) -> bool:
@@ -377,10 +360,9 @@ def _document_tables(document: SourceListDocument) -> dict[SourceCategory, Sourc
 @functools.cache
 def _packaged_lists() -> SourceLists:
     data = resources.files("closedloop.channels").joinpath("data")
-    tables = {
-        category: _PackagedList.model_validate(json.loads(data.joinpath(f"{category}.json").read_bytes())).sources
+    raw: dict[str, object] = {
+        category.value: json.loads(data.joinpath(f"{category}.json").read_bytes())["sources"]
         for category in SourceCategory
     }
-    exclusions = _PackagedExclusions.model_validate(json.loads(data.joinpath("excluded_hosts.json").read_bytes()))
-    return SourceLists(tables, exclusions.hosts)
-
+    raw["excluded_hosts"] = json.loads(data.joinpath("excluded_hosts.json").read_bytes())["hosts"]
+    return SourceLists.from_document(SourceListDocument.model_validate(raw))

@@ -14,9 +14,8 @@ from enum import StrEnum
 from typing import Annotated, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from closedloop.crm.money import normalise_currency
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "CrmName",
@@ -101,10 +100,8 @@ class StageRules(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    won_stages: Annotated[frozenset[str], Field(description="Stage ids or names that mean won.")] = frozenset()
-    lost_stages: Annotated[frozenset[str], Field(description="Stage ids or names that mean lost.")] = (
-        frozenset()
-    )
+    won_stages: Annotated[frozenset[str], Field(description="Stage ids or names: won.")] = frozenset()
+    lost_stages: Annotated[frozenset[str], Field(description="Stage ids or names: lost.")] = frozenset()
 
     @field_validator("won_stages", "lost_stages", mode="after")
     @classmethod

@@ -1,0 +1,88 @@
+"""One builder for every function: names, code and log group derive from the folder under functions/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations, aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
+from constructs import Construct
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+
+
+class ClosedloopFunction(lambda_.Function):
+    """``functions/<folder>/handler.py`` on Python 3.12, arm64, with X-Ray, JSON logs and both layers."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        folder: str,
+        *,
+        layers: list[lambda_.ILayerVersion],
+        environment: dict[str, str],
+        log_retention_days: int,
+        memory_size: int = 256,
+        timeout: Duration | None = None,
+        description: str = "",
+    ) -> None:
+        pascal = "".join(part.capitalize() for part in folder.split("_"))
+        log_group = logs.LogGroup(
+            scope,
+            f"{pascal}Logs",
+            retention=_retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Our own role instead of the managed AWSLambdaBasicExecutionRole: writes to its own log group only.
+        role = iam.Role(
+            scope,
+            f"{pascal}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Closedloop {folder} function",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        super().__init__(
+            scope,
+            f"{pascal}Function",
+            role=role,
+            description=description or f"Closedloop {folder}",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / folder), exclude=["__pycache__", "*.pyc"]),
+            layers=layers,
+            memory_size=memory_size,
+            timeout=timeout or Duration.seconds(10),
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": f"closedloop-{folder.replace('_', '-')}",
+                "POWERTOOLS_METRICS_NAMESPACE": "Closedloop",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+                **environment,
+            },
+        )
+
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray's PutTraceSegments and PutTelemetryRecords support no resource-level "
+                "permissions; data resources are granted by exact ARN.",
+            )
+        )
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The smallest CloudWatch retention that keeps logs at least ``days``."""
+    choices = sorted(
+        (int(member.value), member) for member in logs.RetentionDays if str(member.value).isdigit()
+    )
+    for value, member in choices:
+        if value >= days:
+            return member
+    return logs.RetentionDays.INFINITE

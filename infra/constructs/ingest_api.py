@@ -1,0 +1,97 @@
+"""The public HTTP API: routes from ``closedloop.routes``, stage throttling, access logs without IPs."""
+
+from __future__ import annotations
+
+import json
+
+import jsii
+
+from aws_cdk import (
+    CfnOutput,
+    RemovalPolicy,
+    aws_apigateway as apigw,
+    aws_apigatewayv2 as apigwv2,
+    aws_apigatewayv2_integrations as integrations,
+    aws_lambda as lambda_,
+    aws_logs as logs,
+)
+from constructs import Construct
+
+from closedloop.routes import ROUTES
+
+# Access logs say what happened, never who: no source IP, no user agent, no query string.
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "time": "$context.requestTime",
+    "routeKey": "$context.routeKey",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency",
+    "integrationError": "$context.integrationErrorMessage",
+}
+
+
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _AccessLogSettings:
+    """JSON access logs into ``log_group`` (IAccessLogSettings is an interface, not a struct, in jsii)."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigwv2.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT))
+
+
+class IngestApiConstruct(Construct):
+    """HTTP API (payload 2.0). CORS is answered by the functions, so it is configured in one place."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: dict[str, lambda_.IFunction],
+        throttle_rate: int,
+        throttle_burst: int,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.api = apigwv2.HttpApi(self, "HttpApi", create_default_stage=False, description="Closedloop ingest")
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.stage = apigwv2.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigwv2.ThrottleSettings(rate_limit=throttle_rate, burst_limit=throttle_burst),
+            access_log_settings=_AccessLogSettings(access_logs),
+        )
+        integration_of = {
+            name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration", fn)
+            for name, fn in functions.items()
+        }
+        preflight_paths: dict[str, str] = {}
+        for route in ROUTES:
+            if route.function not in functions:
+                continue
+            self.api.add_routes(
+                path=route.path,
+                methods=[apigwv2.HttpMethod(route.method)],
+                integration=integration_of[route.function],
+            )
+            if route.method == "POST":
+                preflight_paths[route.path] = route.function
+        for path, function in preflight_paths.items():
+            self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.OPTIONS], integration=integration_of[function])
+
+        CfnOutput(self, "ApiUrl", value=self.url, description="Base URL of the Closedloop API")
+
+    @property
+    def url(self) -> str:
+        return self.stage.url.rstrip("/") if self.stage.url else self.api.api_endpoint

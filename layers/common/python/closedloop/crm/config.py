@@ -1,0 +1,256 @@
+"""The webhook secret: one JSON document (Secrets Manager, ``WEBHOOK_SECRET_ARN``) with one key per CRM.
+
+Example (every section is optional; a CRM without one answers 404)::
+
+    {
+      "hubspot": {"client_secret": "...", "private_app_token": "pat-..."},
+      "salesforce": {"url_token": "...", "organization_id": "00D...",
+                     "contact_email_field": "Contact_Email__c"},
+      "pipedrive": {"username": "...", "password": "...", "api_token": "...", "company_domain": "acme"},
+      "generic": {"signing_secret": "..."}
+    }
+
+Secrets are ``SecretStr``: they never appear in a repr, a log line or a traceback. The non-secret
+options (stage rules, default currency, field names) live in the same section so the admin configures
+each CRM in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Self
+from urllib.parse import urlsplit
+
+from closedloop.crm.errors import CrmNotConfiguredError, UnknownCrmError
+from closedloop.crm.models import CrmName, StageRules
+from closedloop.crm.money import normalise_currency
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+__all__ = [
+    "CrmConfig",
+    "CrmSecrets",
+    "GenericConfig",
+    "HubSpotConfig",
+    "PipedriveConfig",
+    "SalesforceConfig",
+    "parse_crm_name",
+]
+
+_SALESFORCE_ORG_ID = re.compile(r"^00D[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?$")
+_COMPANY_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_API_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+Timeout = Annotated[
+    float,
+    Field(gt=0, le=8, description="Seconds per CRM API call; Pipedrive gives the whole delivery 10 s."),
+]
+
+
+def _http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return url.rstrip("/")
+
+
+class _CrmSection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    won_stages: Annotated[
+        frozenset[str], Field(description="Stages that mean won, added to the CRM's defaults.")
+    ] = frozenset()
+    lost_stages: Annotated[
+        frozenset[str], Field(description="Stages that mean lost, added to the CRM's defaults.")
+    ] = frozenset()
+
+    def _rules(self, crm: CrmName) -> StageRules:
+        defaults = StageRules.for_crm(crm)
+        return StageRules(
+            won_stages=defaults.won_stages | self.won_stages,
+            lost_stages=defaults.lost_stages | self.lost_stages,
+        )
+
+
+class HubSpotConfig(_CrmSection):
+    """The ``hubspot`` section: the app's client secret (it signs the webhooks) and a private-app token
+    (scope ``crm.objects.deals.read`` and ``crm.objects.contacts.read``) to look deals up."""
+
+    client_secret: Annotated[SecretStr, Field(min_length=1)]
+    private_app_token: SecretStr | None = None
+    api_base_url: Annotated[str, Field(description="HubSpot's API; tests point it at 127.0.0.1.")] = (
+        "https://api.hubapi.com"
+    )
+    api_timeout_seconds: Timeout = 3.0
+    accept_legacy_signatures: Annotated[
+        bool, Field(description="Accept v1/v2 signatures when a delivery has no v3 signature.")
+    ] = True
+    default_currency: Annotated[
+        str | None, Field(description="The account's currency, for deals without deal_currency_code.")
+    ] = None
+
+    _url = field_validator("api_base_url")(_http_url)
+    _currency = field_validator("default_currency")(normalise_currency)
+
+    @property
+    def stage_rules(self) -> StageRules:
+        """``closedwon`` / ``closedlost`` plus the configured stage ids."""
+        return self._rules(CrmName.HUBSPOT)
+
+
+class SalesforceConfig(_CrmSection):
+    """The ``salesforce`` section: the token in the outbound message's URL and the org that may send."""
+
+    url_token: Annotated[SecretStr, Field(min_length=16)]
+    organization_id: Annotated[str, Field(description="The 15- or 18-character org id, 00D...")]
+    contact_email_field: Annotated[
+        str,
+        Field(description="API name of the Opportunity field holding the contact's e-mail (a formula)."),
+    ] = "Contact_Email__c"
+    pipeline_field: Annotated[
+        str | None, Field(description="API name of a field that names the pipeline (e.g. a record type).")
+    ] = None
+    default_currency: Annotated[
+        str | None, Field(description="The org's currency, when CurrencyIsoCode is not in the message.")
+    ] = None
+
+    _currency = field_validator("default_currency")(normalise_currency)
+
+    @field_validator("organization_id")
+    @classmethod
+    def _org_id(cls, value: str) -> str:
+        if not _SALESFORCE_ORG_ID.fullmatch(value.strip()):
+            raise ValueError("organization_id must be a Salesforce org id (00D + 12 or 15 characters)")
+        return value.strip()
+
+    @field_validator("contact_email_field", "pipeline_field")
+    @classmethod
+    def _field_name(cls, value: str | None) -> str | None:
+        if value is not None and not _API_FIELD.fullmatch(value):
+            raise ValueError(f"not a Salesforce field API name: {value!r}")
+        return value
+
+    @property
+    def stage_rules(self) -> StageRules:
+        """``Closed Won`` / ``Closed Lost`` plus the configured stage names."""
+        return self._rules(CrmName.SALESFORCE)
+
+
+class PipedriveConfig(_CrmSection):
+    """The ``pipedrive`` section: the HTTP Basic credentials typed into Pipedrive's webhook form, and an
+    API token to look persons' e-mails up."""
+
+    username: Annotated[SecretStr, Field(min_length=1)]
+    password: Annotated[SecretStr, Field(min_length=8)]
+    api_token: SecretStr | None = None
+    company_domain: Annotated[str | None, Field(description="The `acme` of acme.pipedrive.com.")] = None
+    api_base_url: Annotated[
+        str | None, Field(description="Overrides https://{company_domain}.pipedrive.com/api/v2.")
+    ] = None
+    api_timeout_seconds: Timeout = 3.0
+
+    @field_validator("company_domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = value.strip().lower().removesuffix(".pipedrive.com")
+        if not _COMPANY_DOMAIN.fullmatch(cleaned):
+            raise ValueError(f"not a Pipedrive company domain: {value!r}")
+        return cleaned
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @property
+    def resolved_api_base_url(self) -> str | None:
+        """The API base URL: the override, else the company domain's v2 API, else ``None``."""
+        if self.api_base_url:
+            return self.api_base_url
+        if self.company_domain:
+            return f"https://{self.company_domain}.pipedrive.com/api/v2"
+        return None
+
+    @property
+    def stage_rules(self) -> StageRules:
+        """Only the configured stage ids: Pipedrive's ``status`` says won or lost."""
+        return self._rules(CrmName.PIPEDRIVE)
+
+
+class GenericConfig(_CrmSection):
+    """The ``generic`` section: the secret senders sign ``X-Closedloop-Signature`` with."""
+
+    signing_secret: Annotated[SecretStr, Field(min_length=16)]
+
+    @property
+    def stage_rules(self) -> StageRules:
+        """Only the configured stages: the payload's ``status`` says won or lost."""
+        return self._rules(CrmName.GENERIC)
+
+
+type CrmConfig = HubSpotConfig | SalesforceConfig | PipedriveConfig | GenericConfig
+
+
+class CrmSecrets(BaseModel):
+    """The whole webhook secret, validated once at cold start."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hubspot: HubSpotConfig | None = None
+    salesforce: SalesforceConfig | None = None
+    pipedrive: PipedriveConfig | None = None
+    generic: GenericConfig | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not any((self.hubspot, self.salesforce, self.pipedrive, self.generic)):
+            raise ValueError(f"configure at least one CRM: {', '.join(c.value for c in CrmName)}")
+        return self
+
+    def section(self, crm: str | CrmName) -> CrmConfig:
+        """Return the configuration of one CRM.
+
+        Parameters
+        ----------
+        crm
+            The ``{crm}`` path parameter, any case.
+
+        Returns
+        -------
+        HubSpotConfig or SalesforceConfig or PipedriveConfig or GenericConfig
+            That CRM's section.
+
+        Raises
+        ------
+        UnknownCrmError
+            When Closedloop has no adapter of that name.
+        CrmNotConfiguredError
+            When the secret has no section for it.
+        """
+        name = parse_crm_name(crm)
+        sections: dict[CrmName, CrmConfig | None] = {
+            CrmName.HUBSPOT: self.hubspot,
+            CrmName.SALESFORCE: self.salesforce,
+            CrmName.PIPEDRIVE: self.pipedrive,
+            CrmName.GENERIC: self.generic,
+        }
+        section = sections[name]
+        if section is None:
+            raise CrmNotConfiguredError(f"{name.value} is not configured in the webhook secret")
+        return section
+
+
+def parse_crm_name(crm: str | CrmName) -> CrmName:
+    """Return the CRM named by a ``{crm}`` path parameter.
+
+    Raises
+    ------
+    UnknownCrmError
+        When there is no adapter of that name; the message lists the known ones.
+    """
+    try:
+        return CrmName(crm.strip().lower() if isinstance(crm, str) else crm)
+    except ValueError:
+        known = ", ".join(c.value for c in CrmName)
+        raise UnknownCrmError(f"unknown CRM; Closedloop has webhooks for: {known}") from None

@@ -1,0 +1,603 @@
+"""HubSpot: request signatures (v3, and v1/v2 where HubSpot still sends them), the batched webhook events
+of deal subscriptions, workflow "Send a webhook" calls, and the CRM API lookups they need.
+
+HubSpot documents (developers.hubspot.com, "Validating requests"):
+
+- v3: ``X-HubSpot-Signature-v3`` = base64(HMAC-SHA256(client secret, method + URI + body + timestamp)),
+  ``X-HubSpot-Request-Timestamp`` in ms; reject a timestamp older than 5 minutes. In the URI, the
+  percent-encodings of ``: / ? @ ! $ ' ( ) * , ;`` are decoded before signing.
+- v1: ``X-HubSpot-Signature`` = hex SHA-256(client secret + body), ``X-HubSpot-Signature-Version: v1``
+  (webhook subscriptions).
+- v2: hex SHA-256(client secret + method + URI + body), version ``v2`` (workflow webhooks, CRM cards).
+
+Subscription events arrive in batches (a JSON array) and are retried up to 10 times over about a day;
+``eventId`` identifies an event across retries. They carry ids only (a property change carries the one
+new value), so the adapter reads the deal and its contacts' e-mails from the CRM API with a private-app
+token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from closedloop.crm._common import (
+    check_body,
+    current_ms,
+    describe,
+    lenient_amount,
+    lenient_currency,
+    load_json,
+    text,
+    to_date,
+    to_ms,
+)
+from closedloop.crm.config import HubSpotConfig
+from closedloop.crm.errors import CrmApiError, CrmApiNotFoundError, WebhookAuthError, WebhookPayloadError
+from closedloop.crm.http import JsonHttpClient
+from closedloop.crm.models import (
+    CrmName,
+    DealEvent,
+    DealLifecycle,
+    StageRules,
+    WebhookRequest,
+    normalise_emails,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = [
+    "HUBSPOT_DEAL_PROPERTIES",
+    "HubSpotClient",
+    "HubSpotDeal",
+    "HubSpotDealReader",
+    "hubspot_signed_uri",
+    "parse_hubspot",
+    "sign_hubspot_v3",
+    "verify_hubspot_signature",
+]
+
+HUBSPOT_MAX_AGE_MS = 5 * 60 * 1000
+HUBSPOT_DEAL_PROPERTIES = (
+    "dealstage",
+    "amount",
+    "closedate",
+    "pipeline",
+    "deal_currency_code",
+    "hs_lastmodifieddate",
+    "createdate",
+    "hs_is_closed_won",
+    "hs_is_closed",
+)
+_DEAL_OBJECT_TYPE = "0-3"
+_BATCH_READ_LIMIT = 100
+# The table of HubSpot's v3 instructions: these encodings are decoded in the URI before signing.
+_V3_DECODED = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
+_V3_PATTERN = re.compile("|".join(_V3_DECODED))
+_V3_PATTERN_ANY_CASE = re.compile("|".join(_V3_DECODED), re.IGNORECASE)
+
+
+# --- signatures --------------------------------------------------------------------------------------
+
+
+def hubspot_signed_uri(url: str) -> str:
+    """Return the URI as HubSpot's v3 signature covers it: the documented encodings decoded.
+
+    Parameters
+    ----------
+    url
+        The full URL HubSpot called, e.g. ``https://api.example.com/webhooks/hubspot?x=a%3Ab``.
+
+    Returns
+    -------
+    str
+        ``https://api.example.com/webhooks/hubspot?x=a:b``
+    """
+    return _V3_PATTERN.sub(lambda match: _V3_DECODED[match.group(0)], url)
+
+
+def sign_hubspot_v3(client_secret: str, method: str, url: str, body: bytes, timestamp_ms: int) -> str:
+    """Compute ``X-HubSpot-Signature-v3`` as HubSpot does (for demos and local senders).
+
+    Parameters
+    ----------
+    client_secret
+        The app's client secret.
+    method
+        The HTTP method (``POST``).
+    url
+        The full URL called; the documented encodings are decoded before signing.
+    body
+        The raw body.
+    timestamp_ms
+        The value of ``X-HubSpot-Request-Timestamp``.
+
+    Returns
+    -------
+    str
+        The base64 HMAC-SHA256.
+    """
+    return _v3(client_secret, method, hubspot_signed_uri(url), body, str(timestamp_ms))
+
+
+def _v3(client_secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    message = method.upper().encode() + uri.encode() + body + timestamp.encode()
+    digest = hmac.new(client_secret.encode(), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _equal(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode(), given.strip().encode())
+
+
+def verify_hubspot_signature(
+    request: WebhookRequest,
+    client_secret: str,
+    *,
+    now_ms: int | None = None,
+    accept_legacy: bool = True,
+) -> str:
+    """Verify a HubSpot request's signature; return the version that verified it.
+
+    A request with ``X-HubSpot-Signature-v3`` must pass v3 (fresh timestamp); without it, the v1 or v2
+    signature named by ``X-HubSpot-Signature-Version`` is checked when ``accept_legacy``.
+
+    Parameters
+    ----------
+    request
+        The delivery, with the full URL as HubSpot called it.
+    client_secret
+        The app's client secret.
+    now_ms
+        The clock, ms (tests); the system clock when omitted.
+    accept_legacy
+        Whether v1/v2 signatures (no timestamp) are accepted.
+
+    Returns
+    -------
+    str
+        ``"v3"``, ``"v2"`` or ``"v1"``.
+
+    Raises
+    ------
+    WebhookAuthError
+        When the signature is missing, wrong, or its timestamp is more than 5 minutes off.
+    """
+    signature_v3 = request.header("X-HubSpot-Signature-v3")
+    if signature_v3 is not None:
+        stamp = (request.header("X-HubSpot-Request-Timestamp") or "").strip()
+        if not stamp.isdigit():
+            raise WebhookAuthError("X-HubSpot-Request-Timestamp is missing or not a number")
+        # Five minutes either way: older is a replay, newer is a clock we cannot trust.
+        if abs(current_ms(now_ms) - int(stamp)) > HUBSPOT_MAX_AGE_MS:
+            raise WebhookAuthError("the HubSpot request timestamp is more than 5 minutes old")
+        # The documented decoding first; HubSpot's table lists upper-case encodings, but RFC 3986
+        # makes hex case-insignificant, so lower-case ones are tried too (both need the secret).
+        candidates = dict.fromkeys(
+            (
+                hubspot_signed_uri(request.url),
+                _V3_PATTERN_ANY_CASE.sub(lambda m: _V3_DECODED[m.group(0).upper()], request.url),
+            )
+        )
+        for uri in candidates:
+            if _equal(_v3(client_secret, request.method, uri, request.body, stamp), signature_v3):
+                return "v3"
+        raise WebhookAuthError("the HubSpot v3 signature does not match")
+
+    signature = request.header("X-HubSpot-Signature")
+    version = (request.header("X-HubSpot-Signature-Version") or "").strip().lower()
+    if signature is None:
+        raise WebhookAuthError("the request has no HubSpot signature")
+    if not accept_legacy:
+        raise WebhookAuthError("only v3 HubSpot signatures are accepted")
+    secret = client_secret.encode()
+    if version == "v1":
+        expected = hashlib.sha256(secret + request.body).hexdigest()
+    elif version == "v2":
+        signed = secret + request.method.encode() + request.url.encode() + request.body
+        expected = hashlib.sha256(signed).hexdigest()
+    else:
+        raise WebhookAuthError("X-HubSpot-Signature-Version must be v1 or v2")
+    if not _equal(expected, signature.lower()):
+        raise WebhookAuthError(f"the HubSpot {version} signature does not match")
+    return version
+
+
+# --- the CRM API --------------------------------------------------------------------------------------
+
+
+class HubSpotDeal(BaseModel):
+    """A deal as read from HubSpot's CRM API: its properties and its contacts' e-mails."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    properties: Mapping[str, str | None]
+    contact_ids: tuple[str, ...] = ()
+    contact_emails: tuple[str, ...] = ()
+
+
+class HubSpotDealReader(Protocol):
+    """What the adapter needs from HubSpot's API (:class:`HubSpotClient`, or a fake in tests)."""
+
+    def fetch_deal(self, deal_id: str) -> HubSpotDeal:
+        """Read a deal with :data:`HUBSPOT_DEAL_PROPERTIES` and its contacts' e-mails."""
+        ...
+
+    def fetch_contact_emails(self, contact_ids: Sequence[str]) -> tuple[str, ...]:
+        """Read the e-mails of contacts by id."""
+        ...
+
+
+class HubSpotClient:
+    """HubSpot's CRM API v3, with a private-app token.
+
+    Parameters
+    ----------
+    token
+        The private app's access token (scopes ``crm.objects.deals.read``, ``crm.objects.contacts.read``).
+    base_url
+        ``https://api.hubapi.com``; tests point it at a local server.
+    timeout
+        Seconds per call.
+    """
+
+    def __init__(self, token: str, *, base_url: str = "https://api.hubapi.com", timeout: float = 3.0) -> None:
+        self._http = JsonHttpClient(
+            base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            service="HubSpot",
+        )
+
+    @classmethod
+    def from_config(cls, config: HubSpotConfig) -> HubSpotClient | None:
+        """Build the client from the ``hubspot`` secret section; ``None`` without a private-app token."""
+        if config.private_app_token is None:
+            return None
+        return cls(
+            config.private_app_token.get_secret_value(),
+            base_url=config.api_base_url,
+            timeout=config.api_timeout_seconds,
+        )
+
+    def fetch_deal(self, deal_id: str) -> HubSpotDeal:
+        """Read a deal, its properties and its associated contacts' e-mails.
+
+        ``GET /crm/v3/objects/deals/{dealId}?properties=...&associations=contacts``, then
+        ``POST /crm/v3/objects/contacts/batch/read`` for the e-mails.
+
+        Raises
+        ------
+        CrmApiNotFoundError
+            When the deal does not exist (deleted or merged since the event).
+        CrmApiRetryableError
+            When HubSpot is slow, down or rate-limits.
+        CrmApiError
+            On any other failure.
+        """
+        answer = self._http.get_json(
+            f"/crm/v3/objects/deals/{quote(deal_id, safe='')}",
+            {"properties": ",".join(HUBSPOT_DEAL_PROPERTIES), "associations": "contacts"},
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("properties"), dict):
+            raise CrmApiError("HubSpot API GET deal: unexpected answer")
+        properties = {
+            str(key): None if value is None else str(value) for key, value in answer["properties"].items()
+        }
+        contact_ids: list[str] = []
+        associations = answer.get("associations")
+        contacts = associations.get("contacts") if isinstance(associations, dict) else None
+        results = contacts.get("results") if isinstance(contacts, dict) else None
+        for item in results if isinstance(results, list) else []:
+            contact_id = text(item.get("id") if isinstance(item, dict) else None)
+            if contact_id is not None and contact_id not in contact_ids:
+                contact_ids.append(contact_id)
+        emails = self.fetch_contact_emails(contact_ids) if contact_ids else ()
+        return HubSpotDeal(
+            id=str(answer.get("id") or deal_id),
+            properties=properties,
+            contact_ids=tuple(contact_ids),
+            contact_emails=emails,
+        )
+
+    def fetch_contact_emails(self, contact_ids: Sequence[str]) -> tuple[str, ...]:
+        """Read contacts' e-mails, 100 ids per ``POST /crm/v3/objects/contacts/batch/read``."""
+        emails: list[str] = []
+        for start in range(0, len(contact_ids), _BATCH_READ_LIMIT):
+            chunk = contact_ids[start : start + _BATCH_READ_LIMIT]
+            answer = self._http.post_json(
+                "/crm/v3/objects/contacts/batch/read",
+                {"properties": ["email"], "inputs": [{"id": contact_id} for contact_id in chunk]},
+            )
+            results = answer.get("results") if isinstance(answer, dict) else None
+            if not isinstance(results, list):
+                raise CrmApiError("HubSpot API batch read contacts: unexpected answer")
+            for contact in results:
+                properties = contact.get("properties") if isinstance(contact, dict) else None
+                if isinstance(properties, dict):
+                    emails.append(properties.get("email") or "")
+        return normalise_emails(emails)
+
+
+# --- the webhook ---------------------------------------------------------------------------------------
+
+
+class _SubscriptionEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    event_id: str = Field(alias="eventId", min_length=1)
+    subscription_type: str = Field(alias="subscriptionType", min_length=1)
+    object_id: str = Field(alias="objectId", min_length=1)
+    occurred_at: int = Field(alias="occurredAt", ge=0)
+    object_type_id: str | None = Field(default=None, alias="objectTypeId")
+    property_name: str | None = Field(default=None, alias="propertyName")
+    merged_object_ids: list[str] = Field(default_factory=list, alias="mergedObjectIds")
+
+
+def _lifecycle(properties: Mapping[str, Any], rules: StageRules) -> DealLifecycle:
+    by_stage = rules.lifecycle_for(text(properties.get("dealstage")))
+    if by_stage is not None:
+        return by_stage
+    # Custom pipelines have numeric stage ids; HubSpot's calculated flags still say won or closed.
+    if str(properties.get("hs_is_closed_won") or "").lower() == "true":
+        return DealLifecycle.WON
+    if str(properties.get("hs_is_closed") or "").lower() == "true":
+        return DealLifecycle.LOST
+    return DealLifecycle.OPEN
+
+
+def _deal_event(
+    *,
+    event_id: str,
+    deal_id: str,
+    properties: Mapping[str, Any],
+    emails: Iterable[object],
+    occurred_at: int,
+    config: HubSpotConfig,
+) -> DealEvent:
+    modified = to_ms(properties.get("hs_lastmodifieddate"))
+    return DealEvent(
+        crm=CrmName.HUBSPOT,
+        event_id=event_id,
+        deal_id=deal_id,
+        lifecycle=_lifecycle(properties, config.stage_rules),
+        # The properties are the deal as of its last modification, which may be after the event.
+        occurred_at=occurred_at,
+        version=max(occurred_at, modified or 0),
+        contact_emails=normalise_emails(emails),
+        pipeline=text(properties.get("pipeline")),
+        stage=text(properties.get("dealstage")),
+        amount=lenient_amount(properties.get("amount")),
+        currency=lenient_currency(properties.get("deal_currency_code"), config.default_currency),
+        close_date=to_date(properties.get("closedate")),
+        created_at=to_ms(properties.get("createdate")),
+    )
+
+
+def _deleted(event_id: str, deal_id: str, occurred_at: int) -> DealEvent:
+    return DealEvent(
+        crm=CrmName.HUBSPOT,
+        event_id=event_id,
+        deal_id=deal_id,
+        lifecycle=DealLifecycle.DELETED,
+        occurred_at=occurred_at,
+        version=occurred_at,
+    )
+
+
+def _is_deal(event: _SubscriptionEvent) -> bool:
+    kind = event.subscription_type.split(".", 1)[0]
+    return kind == "deal" or (kind == "object" and event.object_type_id == _DEAL_OBJECT_TYPE)
+
+
+def _subscription_events(
+    items: list[Any], config: HubSpotConfig, client: HubSpotDealReader | None
+) -> list[DealEvent]:
+    parsed: list[_SubscriptionEvent] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise WebhookPayloadError(f"HubSpot event {index} is not an object")
+        try:
+            parsed.append(_SubscriptionEvent.model_validate(item))
+        except ValidationError as exc:
+            raise describe(exc, f"HubSpot event {index}") from None
+
+    events: list[DealEvent] = []
+    deals: dict[str, HubSpotDeal | None] = {}  # one lookup per deal per batch
+    for event in parsed:
+        if not _is_deal(event):
+            continue  # the app may subscribe to contacts too; they are not deal events
+        action = event.subscription_type.split(".", 1)[1] if "." in event.subscription_type else ""
+        if action in {"deletion", "privacyDeletion"}:
+            events.append(_deleted(event.event_id, event.object_id, event.occurred_at))
+            continue
+        if action == "merge":
+            # The merged-away deals no longer exist; the surviving deal is read below.
+            for merged_id in event.merged_object_ids:
+                if merged_id != event.object_id:
+                    events.append(_deleted(f"{event.event_id}:{merged_id}", merged_id, event.occurred_at))
+        if client is None:
+            raise CrmApiError("HubSpot deal events need hubspot.private_app_token in the webhook secret")
+        if event.object_id not in deals:
+            try:
+                deals[event.object_id] = client.fetch_deal(event.object_id)
+            except CrmApiNotFoundError:
+                deals[event.object_id] = None  # deleted since: its deletion event follows
+        deal = deals[event.object_id]
+        if deal is None:
+            continue
+        events.append(
+            _deal_event(
+                event_id=event.event_id,
+                deal_id=event.object_id,
+                properties=deal.properties,
+                emails=deal.contact_emails,
+                occurred_at=event.occurred_at,
+                config=config,
+            )
+        )
+    return events
+
+
+def _flatten(properties: Mapping[str, Any]) -> dict[str, Any]:
+    # Workflow webhooks send the record as the legacy API returns it: {"dealstage": {"value": ...}}.
+    return {
+        key: value.get("value") if isinstance(value, dict) and "value" in value else value
+        for key, value in properties.items()
+    }
+
+
+def _contact_ids(body: Mapping[str, Any]) -> list[str]:
+    associations = body.get("associations")
+    if not isinstance(associations, dict):
+        return []
+    ids: list[object] = []
+    legacy = associations.get("associatedVids")
+    if isinstance(legacy, list):
+        ids.extend(legacy)
+    contacts = associations.get("contacts")
+    results = contacts.get("results") if isinstance(contacts, dict) else None
+    if isinstance(results, list):
+        ids.extend(item.get("id") for item in results if isinstance(item, dict))
+    return [value for value in dict.fromkeys(text(i) for i in ids) if value is not None]
+
+
+def _workflow_event(
+    request: WebhookRequest,
+    body: Mapping[str, Any],
+    config: HubSpotConfig,
+    client: HubSpotDealReader | None,
+    now: int,
+) -> DealEvent | None:
+    nested = body.get("properties")
+    properties = _flatten(nested) if isinstance(nested, dict) else dict(body)
+    deal_id = next(
+        (
+            value
+            for value in (
+                text(body.get("objectId")),
+                text(body.get("dealId")),
+                text(body.get("hs_object_id")),
+                text(properties.get("hs_object_id")),
+                text(body.get("id")),
+            )
+            if value is not None
+        ),
+        None,
+    )
+    if deal_id is None:
+        raise WebhookPayloadError(
+            "the HubSpot workflow webhook has no deal id (objectId, dealId or hs_object_id)"
+        )
+    # Workflow webhooks have no event id; a retry repeats the body, so its hash identifies the call.
+    event_id = "workflow:" + hashlib.sha256(request.body).hexdigest()[:40]
+    sent_at = to_ms(request.header("X-HubSpot-Request-Timestamp"))
+    if body.get("isDeleted") is True:
+        return _deleted(event_id, deal_id, sent_at or now)
+
+    emails: list[object] = [properties.get(key) for key in ("email", "contact_email", "contact_emails")]
+    if isinstance(properties.get("contact_emails"), list):
+        emails.extend(properties["contact_emails"])
+    try:
+        if properties.get("dealstage") is None:
+            if client is None:
+                raise WebhookPayloadError(
+                    "the HubSpot workflow webhook has no dealstage: include the deal's properties, "
+                    "or set hubspot.private_app_token so the deal can be read"
+                )
+            deal = client.fetch_deal(deal_id)  # the action sent only ids: read the deal itself
+            properties = {**deal.properties, **{k: v for k, v in properties.items() if v is not None}}
+            emails.extend(deal.contact_emails)
+        elif client is not None and not normalise_emails(emails):
+            contact_ids = _contact_ids(body)
+            emails.extend(
+                client.fetch_contact_emails(contact_ids)
+                if contact_ids
+                else client.fetch_deal(deal_id).contact_emails
+            )
+    except CrmApiNotFoundError:
+        return None  # the deal was deleted since the workflow ran
+    occurred_at = to_ms(properties.get("hs_lastmodifieddate")) or sent_at or now
+    return _deal_event(
+        event_id=event_id,
+        deal_id=deal_id,
+        properties=properties,
+        emails=emails,
+        occurred_at=occurred_at,
+        config=config,
+    )
+
+
+def parse_hubspot(
+    request: WebhookRequest,
+    config: HubSpotConfig,
+    *,
+    client: HubSpotDealReader | None = None,
+    now_ms: int | None = None,
+) -> list[DealEvent]:
+    """Verify a HubSpot delivery and turn it into deal events.
+
+    Parameters
+    ----------
+    request
+        The delivery: a batch (JSON array) of webhook subscription events, or one workflow
+        "Send a webhook" call (a JSON object with the deal's properties).
+    config
+        The ``hubspot`` section of the webhook secret.
+    client
+        Reads deals and contacts from HubSpot's API (:meth:`HubSpotClient.from_config`). Subscription
+        events other than deletions need it; a workflow call only when it lacks the stage or e-mails.
+    now_ms
+        The clock, ms (tests).
+
+    Returns
+    -------
+    list of DealEvent
+        One per deal event in the batch, in order; events of other objects (contacts...) and deals
+        that no longer exist are left out. Dedupe on each event's ``dedupe_key``.
+
+    Raises
+    ------
+    WebhookAuthError
+        Bad, missing or stale signature (401); nothing else was read.
+    WebhookPayloadError
+        The body is not a HubSpot shape (400).
+    CrmApiRetryableError
+        HubSpot's API is slow, down or rate-limited (503, HubSpot retries).
+    CrmApiError
+        No private-app token, or the API refused it.
+    """
+    check_body(request)
+    verify_hubspot_signature(
+        request,
+        config.client_secret.get_secret_value(),
+        now_ms=now_ms,
+        accept_legacy=config.accept_legacy_signatures,
+    )
+    body = load_json(request.body, "HubSpot")
+    if isinstance(body, list):
+        return _subscription_events(body, config, client)
+    if isinstance(body, dict) and "subscriptionType" in body:
+        return _subscription_events([body], config, client)
+    if isinstance(body, dict):
+        event = _workflow_event(request, body, config, client, current_ms(now_ms))
+        return [] if event is None else [event]
+    raise WebhookPayloadError("the HubSpot webhook body must be an array of events or a deal object")
