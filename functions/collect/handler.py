@@ -14,7 +14,7 @@ from closedloop.clock import now_ms
 from closedloop.collect import record_events
 from closedloop.errors import ClientInputError, DependencyError
 from closedloop.models.collect import CollectBatch, CollectBody, CollectEvent, CollectResponse
-from closedloop.observability import logger, metrics, tracer
+from closedloop.observability import logger, metrics
 from closedloop.settings import CollectSettings
 from closedloop.store import DynamoStore
 from closedloop.tracker import TRACKER_CONTENT_TYPE, tracker_script
@@ -80,9 +80,9 @@ def get_pixel(
     return Response(200, "image/gif", PIXEL, headers=NO_CACHE)
 
 
+# No Powertools Tracer here: Lambda's active tracing records this function (see closedloop.observability).
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         preflight(event, max_body_bytes=settings.max_body_bytes, json_text_routes=frozenset({"/collect"}))

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from pydantic import ValidationError
-
 from closedloop.channels import (
     CLICK_ID_PLATFORMS,
     Channel,
@@ -17,6 +15,7 @@ from closedloop.channels import (
     SourceLists,
     classify_channel,
 )
+from pydantic import ValidationError
 
 
 class Case(NamedTuple):
@@ -57,7 +56,9 @@ CASES: dict[str, Case] = {
     "paid medium, unlisted source": Case("partner-network", "cpc", None, None, Channel.PAID_OTHER),
     # Organic Shopping
     "shopping site referral": Case("ebay.co.uk", "referral", None, None, Channel.ORGANIC_SHOPPING),
-    "shop campaign beats email": Case("newsletter", "email", "black-friday-shop", None, Channel.ORGANIC_SHOPPING),
+    "shop campaign beats email": Case(
+        "newsletter", "email", "black-friday-shop", None, Channel.ORGANIC_SHOPPING
+    ),
     # Organic Social
     "social referral": Case("l.facebook.com", "referral", None, None, Channel.ORGANIC_SOCIAL),
     "social medium, unlisted source": Case("forum", "social-network", None, None, Channel.ORGANIC_SOCIAL),
@@ -87,6 +88,17 @@ CASES: dict[str, Case] = {
     "push medium suffix": Case("onesignal", "web-push", None, None, Channel.MOBILE_PUSH_NOTIFICATIONS),
     "notification medium": Case("app", "notification", None, None, Channel.MOBILE_PUSH_NOTIFICATIONS),
     "firebase source": Case("firebase", "(not set)", None, None, Channel.MOBILE_PUSH_NOTIFICATIONS),
+    # Where two rules match, the earlier one in GA4's order wins.
+    "direct beats cross-network": Case("(direct)", "(none)", "cross-network", None, Channel.DIRECT),
+    "cross-network beats paid shopping": Case("amazon", "cpc", "cross-network", None, Channel.CROSS_NETWORK),
+    "paid social beats display for cpm": Case("facebook", "cpm", None, None, Channel.PAID_SOCIAL),
+    "paid video beats display for cpm": Case("youtube", "cpm", None, None, Channel.PAID_VIDEO),
+    "organic shopping beats social medium": Case("ebay", "social", None, None, Channel.ORGANIC_SHOPPING),
+    "organic social beats video source": Case("youtube", "social", None, None, Channel.ORGANIC_SOCIAL),
+    "organic video beats search source": Case("google", "video", None, None, Channel.ORGANIC_VIDEO),
+    "email source beats affiliate medium": Case("email", "affiliate", None, None, Channel.EMAIL),
+    "audio medium beats sms source": Case("sms", "audio", None, None, Channel.AUDIO),
+    "sms source beats push medium": Case("sms", "push", None, None, Channel.SMS),
     # Unassigned
     "unknown medium": Case("newsletter", "(not set)", None, None, Channel.UNASSIGNED),
     "direct source with a made-up medium": Case("(direct)", "banana", None, None, Channel.UNASSIGNED),
@@ -116,6 +128,30 @@ def test_classify_channel_follows_ga4_rules(case: Case) -> None:
 
 def test_the_rule_table_covers_every_channel() -> None:
     assert {case.expected for case in CASES.values()} == set(Channel)
+
+
+SEVERAL_LISTS: dict[str, tuple[str, str, Channel]] = {
+    "search and social, paid": ("both.example", "cpc", Channel.PAID_SEARCH),
+    "search and social, organic": ("both.example", "referral", Channel.ORGANIC_SOCIAL),
+    "search and video, paid": ("searchvideo.example", "cpc", Channel.PAID_SEARCH),
+    "search and video, organic": ("searchvideo.example", "referral", Channel.ORGANIC_VIDEO),
+    "social and video, paid": ("socialvideo.example", "cpc", Channel.PAID_SOCIAL),
+}
+
+
+@pytest.mark.parametrize(("source", "medium", "expected"), SEVERAL_LISTS.values(), ids=SEVERAL_LISTS.keys())
+def test_a_source_on_several_lists_takes_the_first_rule_in_ga4_order(
+    source: str, medium: str, expected: Channel
+) -> None:
+    # Given a user's lists where some sources are on several lists
+    lists = SourceLists.default().extended(
+        search=["both.example", "searchvideo.example"],
+        social=["both.example", "socialvideo.example"],
+        video=["searchvideo.example", "socialvideo.example"],
+    )
+
+    # When / Then
+    assert classify_channel(source, medium, None, source_lists=lists) is expected
 
 
 def test_channel_values_are_ga4_display_names() -> None:
@@ -186,7 +222,9 @@ def test_extended_with_plain_domains_adds_sources_without_changing_the_original(
 
     # Then
     assert classify_channel("circle.so", "referral", None, source_lists=extended) is Channel.ORGANIC_SOCIAL
-    assert classify_channel("perplexity.ai", "referral", None, source_lists=extended) is Channel.ORGANIC_SEARCH
+    assert (
+        classify_channel("perplexity.ai", "referral", None, source_lists=extended) is Channel.ORGANIC_SEARCH
+    )
     assert classify_channel("circle.so", "referral", None, source_lists=default) is Channel.REFERRAL
     assert classify_channel("community.circle.so", "cpc", None, source_lists=extended) is Channel.PAID_SOCIAL
 
@@ -202,7 +240,10 @@ def test_extended_with_a_mapping_adds_aliases_to_an_existing_source() -> None:
 def test_extended_exclusions_turn_a_listed_host_into_a_referral() -> None:
     extended = SourceLists.default().extended(excluded_hosts=["Community.LinkedIn.com"])
 
-    assert classify_channel("community.linkedin.com", "referral", None, source_lists=extended) is Channel.REFERRAL
+    assert (
+        classify_channel("community.linkedin.com", "referral", None, source_lists=extended)
+        is Channel.REFERRAL
+    )
     assert classify_channel("www.linkedin.com", "referral", None, source_lists=extended) is (
         Channel.ORGANIC_SOCIAL
     )
@@ -212,7 +253,8 @@ def test_extended_from_file(tmp_path: Path) -> None:
     # Given
     path = tmp_path / "sources.json"
     path.write_text(
-        json.dumps({"video": {"loom": ["loom.com"]}, "excluded_hosts": ["studio.vimeo.com"]}), encoding="utf-8"
+        json.dumps({"video": {"loom": ["loom.com"]}, "excluded_hosts": ["studio.vimeo.com"]}),
+        encoding="utf-8",
     )
 
     # When

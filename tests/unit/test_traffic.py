@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import pytest
-from pydantic import ValidationError
-
 from closedloop.channels import Channel, SourceLists
 from closedloop.traffic import (
     CLICK_ID_MAX_LENGTH,
@@ -16,6 +14,7 @@ from closedloop.traffic import (
     TrafficSource,
     parse_traffic_source,
 )
+from pydantic import ValidationError
 
 SITE = frozenset({"example.com"})
 TIKTOK_CLICK_ID = "E.C.P." + "x" * (CLICK_ID_MAX_LENGTH - 6)
@@ -181,7 +180,12 @@ CASES: dict[str, Case] = {
     "self-referral is not a new source": Case(
         "https://www.example.com/pricing",
         "https://www.example.com/",
-        {"channel": Channel.DIRECT, "source": "(direct)", "is_new_source": False, "referrer_host": "www.example.com"},
+        {
+            "channel": Channel.DIRECT,
+            "source": "(direct)",
+            "is_new_source": False,
+            "referrer_host": "www.example.com",
+        },
     ),
     "a subdomain of an own domain is own": Case(
         "https://www.example.com/", "https://app.example.com/login", {"is_new_source": False}
@@ -209,7 +213,9 @@ CASES: dict[str, Case] = {
         "https://example.com/", "not a url", {"channel": Channel.DIRECT, "referrer_host": None}
     ),
     "a malformed referrer is ignored": Case("https://example.com/", "http://[::1", {"referrer_host": None}),
-    "a non-web referrer is ignored": Case("https://example.com/", "chrome-extension://abcdef/", {"referrer_host": None}),
+    "a non-web referrer is ignored": Case(
+        "https://example.com/", "chrome-extension://abcdef/", {"referrer_host": None}
+    ),
     "empty parameters are absent and the first value wins": Case(
         "https://example.com/?utm_source=&utm_source=bing&utm_source=google&utm_medium=cpc",
         None,
@@ -218,7 +224,9 @@ CASES: dict[str, Case] = {
     "parameter names are case-insensitive": Case(
         "https://example.com/?UTM_SOURCE=google&Utm_Medium=cpc", None, {"channel": Channel.PAID_SEARCH}
     ),
-    "blank tag values are absent": Case("https://example.com/?utm_source=%20%20", None, {"is_new_source": False}),
+    "blank tag values are absent": Case(
+        "https://example.com/?utm_source=%20%20", None, {"is_new_source": False}
+    ),
     "empty path is slash": Case("https://example.com?x=1", None, {"landing_path": "/"}),
     "tags in the fragment are not read": Case(
         "https://example.com/#utm_source=google&utm_medium=cpc", None, {"channel": Channel.DIRECT}
@@ -246,7 +254,9 @@ def test_custom_source_lists_are_used() -> None:
     lists = SourceLists.default().extended(social=["circle.so"])
 
     default = parse_traffic_source("https://example.com/", "https://community.circle.so/c/1", SITE)
-    custom = parse_traffic_source("https://example.com/", "https://community.circle.so/c/1", SITE, source_lists=lists)
+    custom = parse_traffic_source(
+        "https://example.com/", "https://community.circle.so/c/1", SITE, source_lists=lists
+    )
 
     assert default.channel is Channel.REFERRAL
     assert custom.channel is Channel.ORGANIC_SOCIAL
@@ -296,8 +306,14 @@ def test_campaign_key_is_stable_for_a_reload_of_the_landing_page() -> None:
     ("first", "second"),
     [
         ("?gclid=a1", "?gclid=a2"),
-        ("?utm_source=google&utm_medium=cpc&utm_campaign=brand", "?utm_source=google&utm_medium=cpc&utm_campaign=q4"),
-        ("?utm_source=meta&utm_medium=cpc&utm_content=ad-a", "?utm_source=meta&utm_medium=cpc&utm_content=ad-b"),
+        (
+            "?utm_source=google&utm_medium=cpc&utm_campaign=brand",
+            "?utm_source=google&utm_medium=cpc&utm_campaign=q4",
+        ),
+        (
+            "?utm_source=meta&utm_medium=cpc&utm_content=ad-a",
+            "?utm_source=meta&utm_medium=cpc&utm_content=ad-b",
+        ),
         ("?utm_source=google&utm_medium=cpc&utm_term=crm", "?utm_source=google&utm_medium=cpc&utm_term=erp"),
         ("?utm_source=bing&utm_medium=cpc&utm_id=1", "?utm_source=bing&utm_medium=cpc&utm_id=2"),
         ("?utm_source=google&utm_medium=cpc", "?utm_source=google&utm_medium=email"),

@@ -8,10 +8,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from closedloop.crm.errors import WebhookPayloadError
 from closedloop.crm.models import WebhookRequest
 from closedloop.crm.money import normalise_currency, parse_amount
-from pydantic import ValidationError
 
 MAX_BODY_BYTES = 1_048_576
 # Epoch numbers below this are seconds, above it milliseconds (10**11 s is the year 5138).

@@ -21,10 +21,11 @@ import re
 from typing import Annotated, Self
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
 from closedloop.crm.errors import CrmNotConfiguredError, UnknownCrmError
 from closedloop.crm.models import CrmName, StageRules
 from closedloop.crm.money import normalise_currency
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
     "CrmConfig",

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from closedloop.crm._common import (
     check_body,
     current_ms,
@@ -48,7 +50,6 @@ from closedloop.crm.models import (
     WebhookRequest,
     normalise_emails,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 __all__ = [
     "HUBSPOT_DEAL_PROPERTIES",

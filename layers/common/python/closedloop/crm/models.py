@@ -14,8 +14,9 @@ from enum import StrEnum
 from typing import Annotated, Self
 from urllib.parse import parse_qsl, urlsplit
 
-from closedloop.crm.money import normalise_currency
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from closedloop.crm.money import normalise_currency
 
 __all__ = [
     "CrmName",

@@ -222,7 +222,9 @@ def parse_pipedrive(
         correlation = text(meta.get("correlation_id"))
         event_id = f"{correlation}:{deal_id}" if correlation else None
     if deal_id is None or event_id is None:
-        raise WebhookPayloadError("the Pipedrive webhook has no deal id (meta.entity_id) or event id (meta.id)")
+        raise WebhookPayloadError(
+            "the Pipedrive webhook has no deal id (meta.entity_id) or event id (meta.id)"
+        )
 
     sent_at = to_ms(meta.get("timestamp"))
     if action in {"delete", "deleted"}:

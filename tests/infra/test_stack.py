@@ -1,0 +1,116 @@
+"""The CDK app, synthesised once for the module: what it creates and what it grants."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Match, Template
+
+from closedloop.routes import ROUTES
+from closedloop.store import schema
+from infra.app import build_app
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    # Bundling is skipped: it needs pip downloads; the asset build has its own test.
+    app = App(
+        context={"aws:cdk:bundling-stacks": [], "allowedOrigins": "https://www.acme.test"},
+        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+    )
+    app, stack = build_app(app)
+    # cdk-nag's AwsSolutions pack runs as a validation plugin: any unacknowledged finding fails synth.
+    app.synth()
+    return Template.from_stack(stack)
+
+
+def test_the_table_is_on_demand_encrypted_recoverable_and_expiring(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": schema.KEY_SCHEMA,
+            "TimeToLiveSpecification": {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": schema.BY_DAY_INDEX})],
+        },
+    )
+
+
+def test_the_collect_function_runs_python_312_on_arm64_with_both_layers(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.12",
+            "Architectures": ["arm64"],
+            "Handler": "handler.handler",
+            "TracingConfig": {"Mode": "Active"},
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "TABLE_NAME": Match.any_value(),
+                        "ALLOWED_ORIGINS": "https://www.acme.test",
+                        "POWERTOOLS_SERVICE_NAME": "closedloop-collect",
+                        "RETENTION_DAYS": "395",
+                    }
+                )
+            },
+        },
+    )
+
+
+def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Template) -> None:
+    for function in template.find_resources("AWS::Lambda::Function").values():
+        assert len(function["Properties"]["Layers"]) == 2
+    parameters = template.to_json()["Parameters"]
+    assert any("/aws/service/powertools/python/arm64/python3.12/latest" in json.dumps(p) for p in parameters.values())
+
+
+def test_every_route_of_the_product_is_on_the_http_api(template: Template) -> None:
+    route_keys = {r["Properties"]["RouteKey"] for r in template.find_resources("AWS::ApiGatewayV2::Route").values()}
+    expected = {f"{r.method} {r.path}" for r in ROUTES} | {f"OPTIONS {r.path}" for r in ROUTES if r.method == "POST"}
+    assert route_keys == expected
+
+
+def test_the_stage_is_throttled_and_logs_without_ip_addresses(template: Template) -> None:
+    [stage] = template.find_resources("AWS::ApiGatewayV2::Stage").values()
+    properties = stage["Properties"]
+    assert properties["DefaultRouteSettings"]["ThrottlingRateLimit"] == 200
+    assert properties["DefaultRouteSettings"]["ThrottlingBurstLimit"] == 400
+    log_format = properties["AccessLogSettings"]["Format"]
+    assert "requestId" in log_format
+    assert "sourceIp" not in log_format
+    assert "userAgent" not in log_format
+
+
+def test_functions_get_exact_dynamodb_actions_on_exact_resources(template: Template) -> None:
+    statements = [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    dynamodb_statements = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _list(s["Action"]))]
+    assert dynamodb_statements
+    for statement in dynamodb_statements:
+        assert "dynamodb:*" not in _list(statement["Action"])
+        assert set(_list(statement["Action"])) <= {
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:Query",
+        }
+        assert "*" not in json.dumps(statement["Resource"]).replace("index/*", "")
+        assert "index/*" not in json.dumps(statement["Resource"])
+    wildcard_statements = [s for s in statements if s["Resource"] == "*"]
+    assert all(str(a).startswith("xray:") for s in wildcard_statements for a in _list(s["Action"]))
+
+
+def test_no_function_uses_a_managed_policy(template: Template) -> None:
+    for role in template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def _list(value: object) -> list[object]:
+    return value if isinstance(value, list) else [value]
