@@ -32,11 +32,20 @@ class ClosedloopStack(Stack):
             description="Closedloop tracker, page views and touches",
         )
         storage.grant(collect, "GetItem", "PutItem", "ConditionCheckItem", "Query")
+        identify = ClosedloopFunction(
+            self,
+            "identify",
+            layers=layers.all,
+            environment=api_environment,
+            log_retention_days=settings.log_retention_days,
+            description="Closedloop form posts: leads and their visitors",
+        )
+        storage.grant(identify, "GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query")
 
         self.api = IngestApiConstruct(
             self,
             "IngestApi",
-            functions={"collect": collect},
+            functions={"collect": collect, "identify": identify},
             throttle_rate=settings.throttle_rate,
             throttle_burst=settings.throttle_burst,
             log_retention=_retention(settings.log_retention_days),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,10 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
-    with LocalStack() as stack:
+    # One stack per test session: moto's backends are per process, so a second server would share them.
+    with LocalStack(table_name=f"closedloop-e2e-{uuid.uuid4().hex[:8]}") as stack:
         yield stack
 
 

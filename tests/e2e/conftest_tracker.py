@@ -4,6 +4,7 @@ The test module imports these fixtures explicitly (``tests/e2e/conftest.py`` bel
 """
 
 import json
+import sys
 import threading
 import time
 import urllib.parse
@@ -61,8 +62,7 @@ class FakeApi:
         self.pages: dict[str, str] = {}
         self.received: list[Received] = []
         self._changed = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -111,9 +111,18 @@ class FakeApi:
         self._server.server_close()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore a browser that hangs up (a closing context); report anything else."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             """Keep the test output quiet."""
 
         def _reply(self, status: int, body: bytes = b"", content_type: str = "", **headers: str) -> None:
@@ -156,9 +165,7 @@ def _handler_for(api: FakeApi) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            request = Received(
-                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
+            request = Received("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             api.record(request)
             if self.path == "/collect":
                 self._reply(204)

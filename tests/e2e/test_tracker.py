@@ -30,15 +30,12 @@ DNT_ON = "Object.defineProperty(navigator, 'doNotTrack', {get: () => '1'})"
 GRACE_SECONDS = 0.3
 
 
-def test_page(attributes: str = "", body: str = "") -> str:
+def page_with_snippet(attributes: str = "", body: str = "") -> str:
     """A page with the snippet, its script tag carrying ``attributes``."""
     return (
         f"<!doctype html><html><head><title>Test page</title>{SNIPPET}"
         f'<script async src="/t.js" {attributes}></script></head><body>{body}</body></html>'
     )
-
-
-test_page.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def open_page(context: BrowserContext, url: str, *, init_script: str = "", referer: str = "") -> Page:
@@ -198,13 +195,17 @@ def test_spa_navigations_send_page_views_with_the_previous_url_as_referrer(
 
 
 @pytest.mark.browser
-def test_track_sends_a_custom_event_with_the_same_ids(fake_api: FakeApi, tracker_context: BrowserContext) -> None:
+def test_track_sends_a_custom_event_with_the_same_ids(
+    fake_api: FakeApi, tracker_context: BrowserContext
+) -> None:
     # Given the pricing page
     page = open_page(tracker_context, fake_api.site_url("pricing.html"))
     [view] = fake_api.wait_for_events(1)
 
     # When the visitor picks a plan (the page calls closedloop('track', 'plan_selected', {plan}))
-    page.evaluate("document.querySelector('[data-plan=growth]').addEventListener('click', e => e.preventDefault())")
+    page.evaluate(
+        "document.querySelector('[data-plan=growth]').addEventListener('click', e => e.preventDefault())"
+    )
     page.click("[data-plan=growth]")
     track = fake_api.wait_for_events(2)[1]
 
@@ -240,7 +241,6 @@ def test_every_form_gets_exactly_one_hidden_visitor_id_field(
     )
     page.wait_for_function("document.querySelector('#late input[name=closedloop_visitor_id]') !== null")
     page.evaluate("document.getElementById('late').appendChild(document.createElement('input'))")
-    page.dispatch_event("#contact-sales", "submit") if False else None
     page.wait_for_function("document.querySelector('#prefilled input').value !== 'stale'")
 
     # Then every form has one field with the visitor id, no duplicate
@@ -300,7 +300,11 @@ def test_commands_queued_before_the_tracker_loads_are_replayed_in_order(
     events = fake_api.wait_for_events(3)
 
     # Then they were sent in order, and the queued page view replaced the automatic one
-    assert [(e["type"], e.get("name")) for e in events] == [("track", "first"), ("page_view", None), ("track", "second")]
+    assert [(e["type"], e.get("name")) for e in events] == [
+        ("track", "first"),
+        ("page_view", None),
+        ("track", "second"),
+    ]
     assert [e.get("props") for e in events] == [{"n": 1}, None, {"n": 2}]
     page_views_later = [e for e in fake_api.events() if e["type"] == "page_view"]
     assert len(page_views_later) == 1
@@ -399,7 +403,9 @@ def test_consent_refusal_forgets_the_visitor_and_stops_until_granted(
 
 
 @pytest.mark.browser
-def test_global_privacy_control_is_honoured_by_default(fake_api: FakeApi, tracker_context: BrowserContext) -> None:
+def test_global_privacy_control_is_honoured_by_default(
+    fake_api: FakeApi, tracker_context: BrowserContext
+) -> None:
     # When a visitor whose browser sends GPC loads the contact page and subscribes to the newsletter
     page = open_page(tracker_context, fake_api.site_url("contact.html"), init_script=GPC_ON)
     page.evaluate("closedloop('track', 'ignored'); closedloop('identify', {email: 'ada@example.com'})")
@@ -426,7 +432,7 @@ def test_privacy_signals_follow_the_script_attributes(
     fake_api: FakeApi, tracker_context: BrowserContext, attributes: str, signal: str, tracked: bool
 ) -> None:
     # Given a page whose script tag says which signals to honour
-    fake_api.pages["privacy.html"] = test_page(attributes, body="<form></form>")
+    fake_api.pages["privacy.html"] = page_with_snippet(attributes, body="<form></form>")
 
     # When a browser sending the signal loads it (and identifies, to know the page has run)
     page = open_page(tracker_context, fake_api.site_url("privacy.html"), init_script=signal)
@@ -465,7 +471,11 @@ def test_site_on_another_origin_talks_to_the_api_origin_from_the_script_src(
     assert cookies["_cl_vid"]["domain"] == SITE_HOST
     [identify] = fake_api.posts("/identify")
     assert identify.headers["origin"] == f"http://{SITE_HOST}:{fake_api.port}"
-    assert identify.json() == {"email": "ada@example.com", "form_id": "newsletter", "visitor_id": event["visitor_id"]}
+    assert identify.json() == {
+        "email": "ada@example.com",
+        "form_id": "newsletter",
+        "visitor_id": event["visitor_id"],
+    }
     assert event["visitor_id"] == cookies["_cl_vid"]["value"]
 
 
@@ -474,7 +484,7 @@ def test_cookie_domain_comes_from_the_data_domain_attribute(
     fake_api: FakeApi, tracker_context: BrowserContext
 ) -> None:
     # Given a page whose script tag shares the cookies with every subdomain
-    fake_api.pages["domain.html"] = test_page(f'data-domain=".{SITE_HOST}"')
+    fake_api.pages["domain.html"] = page_with_snippet(f'data-domain=".{SITE_HOST}"')
 
     # When it loads
     open_page(tracker_context, fake_api.site_url("domain.html", host=SITE_HOST))

@@ -64,6 +64,20 @@ def test_the_collect_function_runs_python_312_on_arm64_with_both_layers(template
     )
 
 
+def test_each_function_gets_only_the_writes_it_needs(template: Template) -> None:
+    actions_of = {}
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        role = policy["Properties"]["Roles"][0]["Ref"]
+        actions_of[role] = {
+            a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in _list(s["Action"])
+        }
+    collect_role = next(r for r in actions_of if r.startswith("CollectRole"))
+    identify_role = next(r for r in actions_of if r.startswith("IdentifyRole"))
+    assert "dynamodb:UpdateItem" not in actions_of[collect_role]
+    assert "dynamodb:UpdateItem" in actions_of[identify_role]
+    assert not any("DeleteItem" in str(a) for actions in actions_of.values() for a in actions)
+
+
 def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Template) -> None:
     for function in template.find_resources("AWS::Lambda::Function").values():
         assert len(function["Properties"]["Layers"]) == 2
@@ -99,7 +113,8 @@ def test_functions_get_exact_dynamodb_actions_on_exact_resources(template: Templ
     for statement in dynamodb_statements:
         assert "dynamodb:*" not in _list(statement["Action"])
         assert set(_list(statement["Action"])) <= {
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:Query",
+            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
+            "dynamodb:Query",
         }
         assert "*" not in json.dumps(statement["Resource"]).replace("index/*", "")
         assert "index/*" not in json.dumps(statement["Resource"])

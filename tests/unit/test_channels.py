@@ -237,6 +237,14 @@ def test_extended_with_a_mapping_adds_aliases_to_an_existing_source() -> None:
     assert extended.lookup("www.google.de") == {SourceCategory.SEARCH: "google"}
 
 
+def test_extended_with_a_lone_string_adds_one_source() -> None:
+    extended = SourceLists.default().extended(social="circle.so", search={"kagi": "kagi.example"})
+
+    assert extended.lookup("circle.so") == {SourceCategory.SOCIAL: "circle.so"}
+    assert extended.lookup("kagi.example") == {SourceCategory.SEARCH: "kagi"}
+    assert extended.lookup("c") == {}
+
+
 def test_extended_exclusions_turn_a_listed_host_into_a_referral() -> None:
     extended = SourceLists.default().extended(excluded_hosts=["Community.LinkedIn.com"])
 

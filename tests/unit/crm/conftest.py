@@ -43,7 +43,7 @@ class FakeCrmApi:
         self.seen: list[Seen] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -51,7 +51,11 @@ class FakeCrmApi:
         return f"http://{host!s}:{port}"
 
     def route(self, method: str, path: str, reply: Reply | Route) -> None:
-        self.routes[(method, path)] = reply if callable(reply) else (lambda _seen, r=reply: r)
+        if isinstance(reply, Reply):
+            fixed = reply
+            self.routes[(method, path)] = lambda _seen: fixed
+        else:
+            self.routes[(method, path)] = reply
 
     def start(self) -> None:
         self._thread.start()

@@ -8,6 +8,7 @@ Errors are mapped to HTTP here and nowhere else. Every error reply has the same 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from typing import Any
 
@@ -17,11 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from pydantic import BaseModel
+
 from closedloop.errors import ClientInputError, DependencyError, PayloadTooLargeError
+from closedloop.forms import is_html_form
 from closedloop.observability import logger
 from closedloop.settings import ApiSettings
 
-__all__ = ["build_resolver", "error_body", "preflight"]
+__all__ = ["build_resolver", "error_body", "html_page", "preflight", "preflight_error", "raw_body", "request_bodies"]
 
 JSON = "application/json"
 
@@ -50,10 +54,43 @@ def _cors(settings: ApiSettings) -> CORSConfig | None:
     )
 
 
-def build_resolver(settings: ApiSettings, *, title: str) -> APIGatewayHttpResolver:
+ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem">
+<h1>{title}</h1><p>{message}</p><p><a href="javascript:history.back()">Go back</a> and try again.</p>
+</body></html>"""
+
+
+def html_page(status: int, title: str, message: str) -> Response:
+    """A minimal readable page, for browsers that posted a plain HTML form."""
+    body = ERROR_PAGE.format(title=html.escape(title), message=html.escape(message))
+    return Response(status, "text/html; charset=utf-8", body, headers={"Cache-Control": "no-store"})
+
+
+def request_bodies(models: dict[str, type[BaseModel]], content_types: tuple[str, ...]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` objects for routes that read their body themselves (several encodings)."""
+    return {
+        path: {
+            "required": True,
+            "content": {kind: {"schema": model.model_json_schema()} for kind in content_types},
+        }
+        for path, model in models.items()
+    }
+
+
+def build_resolver(
+    settings: ApiSettings, *, title: str, documented_bodies: dict[str, dict[str, Any]] | None = None
+) -> APIGatewayHttpResolver:
     """An HTTP API (payload v2) resolver with validation, CORS for the allowed origins only, the error
-    mapping, ``GET /health`` and ``GET /openapi.json``."""
+    mapping, ``GET /health`` and ``GET /openapi.json``.
+
+    ``documented_bodies`` (path -> requestBody) documents the bodies of POST routes that parse their
+    own body, so the OpenAPI document describes every route.
+    """
     app = APIGatewayHttpResolver(cors=_cors(settings), enable_validation=True)
+
+    def wants_page() -> bool:
+        return is_html_form(app.current_event.headers.get("content-type", ""))
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
@@ -71,6 +108,8 @@ def build_resolver(settings: ApiSettings, *, title: str) -> APIGatewayHttpResolv
 
     @app.exception_handler(ClientInputError)
     def _client_error(exc: ClientInputError) -> Response:
+        if wants_page():
+            return html_page(exc.status_code, "We could not read that form", exc.message)
         return Response(exc.status_code, JSON, error_body(exc.code, exc.message, exc.details))
 
     @app.exception_handler(DependencyError)
@@ -94,7 +133,10 @@ def build_resolver(settings: ApiSettings, *, title: str) -> APIGatewayHttpResolv
 
     @app.get("/openapi.json", summary="This API's OpenAPI document", tags=["operations"], include_in_schema=False)
     def openapi():  # no return annotation: a Response annotation breaks schema generation
-        return Response(200, JSON, app.get_openapi_json_schema(title=title, version="1"))
+        document = json.loads(app.get_openapi_json_schema(title=title, version="1"))
+        for path, body in (documented_bodies or {}).items():
+            document["paths"][path]["post"]["requestBody"] = body
+        return Response(200, JSON, json.dumps(document))
 
     return app
 

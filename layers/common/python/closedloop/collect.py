@@ -146,6 +146,7 @@ def record_events(
                     event_id=item.event.event_id,
                     occurred_at=item.occurred_at,
                     source=item.source,
+                    client_session_id=item.event.session_id,
                 )
                 outcome = store.record_event(
                     _page_view(item, step.state, received_at, expires_at),

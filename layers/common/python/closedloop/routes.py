@@ -19,6 +19,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/collect.gif", "collect"),
     Route("GET", "/health", "collect"),
     Route("GET", "/openapi.json", "collect"),
+    Route("POST", "/identify", "identify"),
 )
 
 

@@ -6,6 +6,8 @@ The rules (GA4's, plus the campaign rule of Universal Analytics that attribution
 - an event more than ``SESSION_TIMEOUT_MS`` after the visitor's previous one starts a session;
 - an event that arrives with its own source (UTM tags, a click id, or an external referrer) different
   from the running session's starts a session, whatever the time since the last event;
+- an event with a new tracker session id (the tracker's rolling 30-minute cookie expired or was
+  cleared) starts a session: the browser saw the inactivity even when delivery delays hide it;
 - an event older than the visitor's last one (a late delivery from a retried beacon) never starts a
   session and never moves the session's clock: it is stored as a page view of the running session.
 
@@ -61,6 +63,7 @@ def advance_session(
     event_id: str,
     occurred_at: int,
     source: SourceOfVisit,
+    client_session_id: str | None = None,
     timeout_ms: int = SESSION_TIMEOUT_MS,
 ) -> SessionStep:
     """Apply one event to the visitor's running session (pure: no I/O)."""
@@ -73,6 +76,7 @@ def advance_session(
                 session_id=event_id,
                 session_started_at=occurred_at,
                 campaign_key=source.campaign_key(),
+                client_session_id=client_session_id,
             ),
             starts_session=True,
         )
@@ -82,7 +86,12 @@ def advance_session(
 
     timed_out = occurred_at - state.last_seen_at > timeout_ms
     new_campaign = source.is_new_source and source.campaign_key() != state.campaign_key
-    if timed_out or new_campaign:
+    new_client_session = (
+        client_session_id is not None
+        and state.client_session_id is not None
+        and client_session_id != state.client_session_id
+    )
+    if timed_out or new_campaign or new_client_session:
         return SessionStep(
             state.model_copy(
                 update={
@@ -90,6 +99,7 @@ def advance_session(
                     "session_id": event_id,
                     "session_started_at": occurred_at,
                     "campaign_key": source.campaign_key(),
+                    "client_session_id": client_session_id or state.client_session_id,
                     "sessions": state.sessions + 1,
                     "events": state.events + 1,
                 }
@@ -97,6 +107,12 @@ def advance_session(
             starts_session=True,
         )
     return SessionStep(
-        state.model_copy(update={"last_seen_at": occurred_at, "events": state.events + 1}),
+        state.model_copy(
+            update={
+                "last_seen_at": occurred_at,
+                "events": state.events + 1,
+                "client_session_id": client_session_id or state.client_session_id,
+            }
+        ),
         starts_session=False,
     )

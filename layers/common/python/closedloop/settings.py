@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ApiSettings", "CollectSettings", "Settings"]
+__all__ = ["ApiSettings", "CollectSettings", "IdentifySettings", "Settings"]
 
 
 def _split_list(value: object) -> object:
@@ -74,4 +74,10 @@ class CollectSettings(ApiSettings):
 
     # Page views and touches expire after this many days (DynamoDB TTL); 0 keeps them forever.
     retention_days: Annotated[int, Field(ge=0, le=3650)] = 395
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+
+
+class IdentifySettings(ApiSettings):
+    """Settings of the identify function."""
+
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536

@@ -66,7 +66,11 @@ def group_counts(journey_of_touch: IntArray, channel: NDArray[np.int32], n_chann
 
 
 def spread(
-    offsets: IntArray, journey_of_touch: IntArray, channel: NDArray[np.int32], n_channels: int, weight: FloatArray
+    offsets: IntArray,
+    journey_of_touch: IntArray,
+    channel: NDArray[np.int32],
+    n_channels: int,
+    weight: FloatArray,
 ) -> FloatArray:
     """Turn each touch's channel weight in its journey into credit shares of the touches.
 

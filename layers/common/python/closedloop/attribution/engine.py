@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -202,12 +203,20 @@ class _Run:
         self.batch = batch
         self.options = options
         self.prepared = prepare(batch, options)
-        converting = np.flatnonzero(self.prepared.converted)
-        self.converting: PreparedJourneys = self.prepared.take(converting)
-        has_touch = seg.lengths(self.converting.offsets) > 0
-        self.unattributed = self.converting.journey_index[~has_touch]
-        self.layout = TouchLayout(self.converting)
         self._effects: RemovalEffects | None = None
+
+    @cached_property
+    def converting(self) -> PreparedJourneys:
+        return self.prepared.take(np.flatnonzero(self.prepared.converted))
+
+    @cached_property
+    def layout(self) -> TouchLayout:
+        return TouchLayout(self.converting)
+
+    @cached_property
+    def unattributed(self) -> NDArray[np.int64]:
+        has_touch = seg.lengths(self.converting.offsets) > 0
+        return self.converting.journey_index[~has_touch]
 
     @property
     def removal_effects(self) -> RemovalEffects:
@@ -331,14 +340,15 @@ def channel_totals(
     chosen = resolve_models(models)
     run = _Run(batch, options or AttributionOptions())
     n_channels = len(batch.channel_names)
-    channel = run.converting.channel
-    weight, value = run.journey_weight()
     conversions = np.zeros((len(chosen), n_channels))
     values = np.zeros((len(chosen), n_channels))
-    converting = run.converting
-    has_touch = seg.lengths(converting.offsets) > 0
-    attributed_conversions = float(converting.weight[has_touch].sum())
-    attributed_value = float(converting.conversion_value[has_touch].sum())
+    prepared = run.prepared
+    converting = prepared.converted
+    has_touch = prepared.offsets[1:] > prepared.offsets[:-1]
+    attributed = converting & has_touch
+    unattributed = converting & ~has_touch
+    attributed_conversions = float(prepared.weight[attributed].sum())
+    attributed_value = float(prepared.conversion_value[attributed].sum())
     effects: RemovalEffects | None = None
     for index, model in enumerate(chosen):
         if model is AttributionModel.MARKOV:
@@ -347,15 +357,16 @@ def channel_totals(
             values[index] = attributed_value * effects.value_share
             continue
         share = run.shares(model)
+        weight, value = run.journey_weight()
+        channel = run.converting.channel
         conversions[index] = np.bincount(channel, weights=share * weight, minlength=n_channels)
         values[index] = np.bincount(channel, weights=share * value, minlength=n_channels)
-    unattributed = ~has_touch
     return ChannelTotals(
         models=chosen,
         channel_names=batch.channel_names,
         conversions=conversions,
         value=values,
-        unattributed_conversions=float(converting.weight[unattributed].sum()),
-        unattributed_value=float(converting.conversion_value[unattributed].sum()),
+        unattributed_conversions=float(prepared.weight[unattributed].sum()),
+        unattributed_value=float(prepared.conversion_value[unattributed].sum()),
         removal_effects=effects,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,9 @@ def _column(values: ArrayLike, dtype: type, name: str, size: int) -> NDArray[Any
         raise JourneyBatchError(f"{name} must be one-dimensional")
     if array.size != size:
         raise JourneyBatchError(f"{name} has {array.size} values, expected {size}")
-    if np.issubdtype(dtype, np.integer) and array.size and not np.issubdtype(array.dtype, np.integer):
-        if not np.issubdtype(array.dtype, np.bool_):
-            raise JourneyBatchError(f"{name} must hold integers, got {array.dtype}")
+    integral = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_)
+    if np.issubdtype(dtype, np.integer) and array.size and not integral:
+        raise JourneyBatchError(f"{name} must hold integers, got {array.dtype}")
     return np.ascontiguousarray(array, dtype=dtype)
 
 
@@ -92,7 +93,9 @@ class JourneyBatch:
                 raise JourneyBatchError(f"{name} has {getattr(self, name).size} values, expected {n_touches}")
         for name in ("converted", "conversion_time", "conversion_value", "lead_touch", "opportunity_touch"):
             if getattr(self, name).size != n_journeys:
-                raise JourneyBatchError(f"{name} has {getattr(self, name).size} values, expected {n_journeys}")
+                raise JourneyBatchError(
+                    f"{name} has {getattr(self, name).size} values, expected {n_journeys}"
+                )
         if self.weight.size != n_journeys:
             raise JourneyBatchError(f"weight has {self.weight.size} values, expected {n_journeys}")
         if len(set(self.channel_names)) != len(self.channel_names):
@@ -109,9 +112,12 @@ class JourneyBatch:
             if np.any((milestone < UNKNOWN_TOUCH) | (milestone >= sizes)):
                 raise JourneyBatchError(f"{name} must be -1 or the index of a touch of its journey")
         if n_touches > 1:
-            same_journey = seg.positions(offsets)[1:] > 0
-            if np.any(np.diff(self.touch_time)[same_journey] < 0):
-                raise JourneyBatchError("touch_time must not decrease within a journey")
+            backwards = np.diff(self.touch_time) < 0
+            if backwards.any():
+                # Going back in time is fine from one journey to the next, not within one.
+                backwards[offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < n_touches)] - 1] = False
+                if backwards.any():
+                    raise JourneyBatchError("touch_time must not decrease within a journey")
 
     @classmethod
     def from_arrays(
@@ -205,7 +211,9 @@ class JourneyBatch:
                 if conversion_value is None
                 else _column(conversion_value, np.float64, "conversion_value", n_journeys)
             ),
-            lead_touch=unknown if lead_touch is None else _column(lead_touch, np.int64, "lead_touch", n_journeys),
+            lead_touch=unknown
+            if lead_touch is None
+            else _column(lead_touch, np.int64, "lead_touch", n_journeys),
             opportunity_touch=(
                 unknown.copy()
                 if opportunity_touch is None
@@ -342,7 +350,7 @@ class JourneyBatch:
         )
 
 
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(frozen=True, eq=False)
 class PreparedJourneys:
     """A batch after the lookback window and exclusions: what the models actually see."""
 
@@ -350,8 +358,6 @@ class PreparedJourneys:
     channel: NDArray[np.int32]
     touch_time: NDArray[np.int64]
     is_direct: NDArray[np.bool_]
-    touch_index: NDArray[np.int32]
-    """Index of each kept touch within its journey in the original batch."""
     journey_index: NDArray[np.int64]
     """Index of each journey in the original batch."""
     converted: NDArray[np.bool_]
@@ -361,20 +367,30 @@ class PreparedJourneys:
     opportunity_touch: NDArray[np.int64]
     weight: NDArray[np.int64]
     n_channels: int
+    source_offsets: NDArray[np.int64]
+    """Offsets of the journeys before preparation."""
+    kept: NDArray[np.bool_] | None
+    """Which of the original touches were kept (``None``: all of them)."""
 
     @property
     def n_journeys(self) -> int:
         return int(self.offsets.size - 1)
 
+    @cached_property
+    def touch_index(self) -> NDArray[np.int32]:
+        """Index of each kept touch within its journey in the original batch."""
+        position = seg.positions(self.source_offsets)
+        return (position if self.kept is None else position[self.kept]).astype(np.int32)
+
     def take(self, journeys: NDArray[np.int64]) -> PreparedJourneys:
         """The selected journeys (indices into this prepared batch)."""
         offsets, touches = seg.take(self.offsets, journeys)
-        return PreparedJourneys(
+        touch_index = self.touch_index[touches]
+        selected = PreparedJourneys(
             offsets=offsets,
             channel=self.channel[touches],
             touch_time=self.touch_time[touches],
             is_direct=self.is_direct[touches],
-            touch_index=self.touch_index[touches],
             journey_index=self.journey_index[journeys],
             converted=self.converted[journeys],
             anchor_time=self.anchor_time[journeys],
@@ -383,7 +399,12 @@ class PreparedJourneys:
             opportunity_touch=self.opportunity_touch[journeys],
             weight=self.weight[journeys],
             n_channels=self.n_channels,
+            source_offsets=offsets,
+            kept=None,
         )
+        # The selection's touch indices are its parent's, not positions in the selection.
+        selected.__dict__["touch_index"] = touch_index
+        return selected
 
 
 def _remap_milestone(
@@ -425,20 +446,38 @@ def prepare(batch: JourneyBatch, options: AttributionOptions) -> PreparedJourney
     if lookback is not None:
         keep &= age <= lookback
     if options.excluded_channels:
-        excluded_codes = [i for i, name in enumerate(batch.channel_names) if name in options.excluded_channels]
+        excluded_codes = [
+            i for i, name in enumerate(batch.channel_names) if name in options.excluded_channels
+        ]
         excluded = np.isin(batch.channel, np.asarray(excluded_codes, dtype=np.int32))
         # Excluded channels keep their credit only when the journey has nothing else.
         has_other = seg.total((keep & ~excluded).astype(np.int64), offsets) > 0
         keep &= ~(excluded & np.repeat(has_other, seg.lengths(offsets)))
+    if keep.all():
+        # Nothing dropped (the usual case for aggregated paths): share the arrays, copy nothing.
+        return PreparedJourneys(
+            offsets=offsets,
+            channel=batch.channel,
+            touch_time=batch.touch_time,
+            is_direct=batch.is_direct,
+            journey_index=np.arange(batch.n_journeys, dtype=np.int64),
+            converted=batch.converted,
+            anchor_time=anchor,
+            conversion_value=batch.conversion_value,
+            lead_touch=batch.lead_touch,
+            opportunity_touch=batch.opportunity_touch,
+            weight=batch.weight,
+            n_channels=len(batch.channel_names),
+            source_offsets=offsets,
+            kept=None,
+        )
     kept_before = np.zeros(keep.size + 1, dtype=np.int64)
     np.cumsum(keep, out=kept_before[1:])
-    new_offsets = kept_before[offsets]
     return PreparedJourneys(
-        offsets=new_offsets,
+        offsets=kept_before[offsets],
         channel=batch.channel[keep],
         touch_time=batch.touch_time[keep],
         is_direct=batch.is_direct[keep],
-        touch_index=seg.positions(offsets)[keep].astype(np.int32),
         journey_index=np.arange(batch.n_journeys, dtype=np.int64),
         converted=batch.converted,
         anchor_time=anchor,
@@ -447,4 +486,6 @@ def prepare(batch: JourneyBatch, options: AttributionOptions) -> PreparedJourney
         opportunity_touch=_remap_milestone(batch.opportunity_touch, offsets, kept_before),
         weight=batch.weight,
         n_channels=len(batch.channel_names),
+        source_offsets=offsets,
+        kept=keep,
     )

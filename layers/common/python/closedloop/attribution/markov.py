@@ -102,33 +102,52 @@ def _normalised(values: FloatArray) -> FloatArray:
     return values / total if total > 0 else np.zeros_like(values)
 
 
-def _state_sequences(
-    journeys: PreparedJourneys, order: int
-) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """Window key of each kept state, its journey, and the state offsets per journey."""
+def _state_sequences(journeys: PreparedJourneys, order: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Window key of each state visited (consecutive repeats merged), and state offsets per journey."""
     offsets = journeys.offsets
-    owner = seg.owner(offsets)
-    position = seg.positions(offsets)
-    size = seg.lengths(offsets)[owner]
     base = journeys.n_channels + 1
     if order * np.log2(base) > 62:
         raise AttributionError(f"markov order {order} is too high for {journeys.n_channels} channels")
-    code = journeys.channel.astype(np.int64) + 1
-    key = code.copy()
-    for lag in range(1, order):
-        shifted = np.zeros_like(code)
-        shifted[lag:] = code[:-lag]
-        # Digits before the journey's first touch stay 0 (a short journey's partial window).
-        key += np.where(position >= lag, shifted, 0) * base**lag
-    # A window ends at every touch once ``order`` touches are seen (or at the last touch of a
-    # journey shorter than that).
-    is_window = (position >= order - 1) | ((size < order) & (position == size - 1))
-    previous_same = np.zeros(key.size, dtype=np.bool_)
-    previous_same[1:] = (key[1:] == key[:-1]) & is_window[:-1] & (owner[1:] == owner[:-1])
-    kept = is_window & ~previous_same
-    state_offsets = np.zeros(offsets.size, dtype=np.int64)
-    np.cumsum(seg.total(kept.astype(np.int64), offsets), out=state_offsets[1:])
-    return key[kept], owner[kept], state_offsets
+    is_first = np.zeros(journeys.channel.size, dtype=np.bool_)
+    is_first[offsets[:-1][offsets[1:] > offsets[:-1]]] = True
+    key = journeys.channel.astype(np.int64) + 1
+    if order == 1:
+        is_window = np.ones(key.size, dtype=np.bool_)
+    else:
+        position = seg.positions(offsets)
+        size = seg.lengths(offsets)[seg.owner(offsets)]
+        code = key.copy()
+        for lag in range(1, order):
+            shifted = np.zeros_like(code)
+            shifted[lag:] = code[:-lag]
+            # Digits before the journey's first touch stay 0 (a short journey's partial window).
+            key += np.where(position >= lag, shifted, 0) * base**lag
+        # A window ends at every touch once ``order`` touches are seen (or at the last touch of
+        # a journey shorter than that).
+        is_window = (position >= order - 1) | ((size < order) & (position == size - 1))
+    repeated = np.zeros(key.size, dtype=np.bool_)
+    repeated[1:] = (key[1:] == key[:-1]) & is_window[:-1] & ~is_first[1:]
+    kept = is_window & ~repeated
+    kept_before = np.zeros(key.size + 1, dtype=np.int64)
+    np.cumsum(kept, out=kept_before[1:])
+    return key[kept], kept_before[offsets]
+
+
+def _state_ids(
+    key: NDArray[np.int64], n_channels: int, order: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Dense state ids (from 1; 0 is the start) and the window key of each id."""
+    n_keys = (n_channels + 1) ** order
+    if n_keys <= 1 << 22:
+        # A small key space: a presence table is faster than sorting.
+        present = np.zeros(n_keys, dtype=np.bool_)
+        present[key] = True
+        if order == 1:
+            present[1:] = True  # every channel gets its state, seen or not: ids are codes + 1
+        ids = np.cumsum(present)
+        return ids[key], np.flatnonzero(present)
+    unique_keys, inverse = np.unique(key, return_inverse=True)
+    return inverse.astype(np.int64) + 1, unique_keys
 
 
 def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int = 3000) -> MarkovChain:
@@ -148,9 +167,8 @@ def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int
     MarkovChain
         The fitted chain.
     """
-    key, owner, state_offsets = _state_sequences(journeys, order)
-    unique_keys, state = np.unique(key, return_inverse=True)
-    state = state.astype(np.int64) + 1
+    key, state_offsets = _state_sequences(journeys, order)
+    state, unique_keys = _state_ids(key, journeys.n_channels, order)
     n_states = unique_keys.size + 1
     if n_states > max_states:
         raise AttributionError(
@@ -168,7 +186,7 @@ def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int
     inner = np.ones(state.size, dtype=np.bool_)
     inner[state_offsets[1:][has_states] - 1] = False  # a journey's last state has no successor
     inner_from = state[inner]
-    inner_to = state[np.flatnonzero(inner) + 1]
+    inner_to = state[1:][inner[:-1]]  # the very last state is never inner
     pair = np.concatenate(
         [
             state[first],  # (start) -> first state: row 0
@@ -176,7 +194,8 @@ def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int
             state[last] * width + exit_state,
         ]
     )
-    pair_weight = np.concatenate([journey_weight, weight[owner[inner]], journey_weight])
+    state_weight = np.repeat(weight, np.diff(state_offsets))
+    pair_weight = np.concatenate([journey_weight, state_weight[inner], journey_weight])
     counts = np.bincount(pair, weights=pair_weight, minlength=n_states * width).reshape(n_states, width)
     row_total = counts.sum(axis=1)
     safe_total = np.where(row_total > 0, row_total, 1.0)
@@ -187,7 +206,9 @@ def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int
         minlength=n_states,
     )
     conversions_out = counts[:, conversion]
-    mean_value = np.where(conversions_out > 0, value_flow / np.where(conversions_out > 0, conversions_out, 1), 0.0)
+    mean_value = np.where(
+        conversions_out > 0, value_flow / np.where(conversions_out > 0, conversions_out, 1), 0.0
+    )
     base = journeys.n_channels + 1
     windows: list[tuple[int, ...]] = [()]
     for window_key in unique_keys.tolist():

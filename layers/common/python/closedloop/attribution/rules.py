@@ -91,7 +91,9 @@ def _slots(
     return layout.normalise(raw)
 
 
-def _first_middle_last(weights: tuple[float, float, float]) -> Callable[[TouchLayout, AttributionOptions], FloatArray]:
+def _first_middle_last(
+    weights: tuple[float, float, float],
+) -> Callable[[TouchLayout, AttributionOptions], FloatArray]:
     first, middle, last = weights
 
     def shares(layout: TouchLayout, options: AttributionOptions) -> FloatArray:

@@ -88,7 +88,7 @@ def shapley_values(worth: ArrayLike) -> FloatArray:
         bit = 1 << player
         without = masks[(masks & bit) == 0]
         result[:, player] = (games[:, without | bit] - games[:, without]) @ weight[size[without]]
-    return result.reshape(values.shape[:-1] + (n_players,))
+    return result.reshape((*values.shape[:-1], n_players))
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -138,7 +138,9 @@ class ChannelSets:
 def _channel_keys(n_channels: int) -> KeyArray:
     if n_channels <= _BITMASK_LIMIT:
         return np.left_shift(np.uint64(1), np.arange(n_channels, dtype=np.uint64))
-    return np.random.default_rng(_HASH_SEED).integers(0, 2**64, size=n_channels, dtype=np.uint64, endpoint=False)
+    return np.random.default_rng(_HASH_SEED).integers(
+        0, 2**64, size=n_channels, dtype=np.uint64, endpoint=False
+    )
 
 
 def _journey_keys(journeys: PreparedJourneys, channel_key: KeyArray) -> KeyArray:
@@ -226,8 +228,10 @@ def fit_channel_sets(journeys: PreparedJourneys, options: AttributionOptions) ->
     has_touch = journeys.offsets[1:] > journeys.offsets[:-1]
     keys, first_journey, inverse = np.unique(journey_key[has_touch], return_index=True, return_inverse=True)
     weight = journeys.weight[has_touch].astype(np.float64)
-    n_journeys = np.bincount(inverse, weights=weight, minlength=keys.size)
-    n_conversions = np.bincount(inverse, weights=weight * journeys.converted[has_touch], minlength=keys.size)
+    n_journeys = np.bincount(inverse, weights=weight, minlength=keys.size).astype(np.float64)
+    n_conversions = np.bincount(
+        inverse, weights=weight * journeys.converted[has_touch], minlength=keys.size
+    ).astype(np.float64)
     # Members of each set: the distinct channels of one journey that has it.
     representative = np.flatnonzero(has_touch)[first_journey]
     rep_offsets, rep_touches = seg.take(journeys.offsets, representative)

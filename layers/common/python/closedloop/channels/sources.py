@@ -9,8 +9,8 @@ Each list maps a source *name* (what reports show for organic search referrals, 
 entries of two kinds:
 
 - a name without a dot (``"fb"``, ``"google ads"``): matches a ``utm_source`` equal to it;
-- a domain (``"linkedin.com"``): matches that host and all its subdomains (``www.linkedin.com``,
-  ``lnkd.in`` is listed separately). ``"google.*"`` matches ``google`` under any country ending
+- a domain (``"linkedin.com"``): matches that host and all its subdomains (``www.linkedin.com``).
+  ``"google.*"`` matches ``google`` under any country ending
   (``google.de``, ``google.co.uk``, ``www.google.com.br``). Android package ids, which Android apps send
   as ``android-app://<package>/`` referrers, are written and matched like domains.
 
@@ -223,7 +223,8 @@ class SourceLists:
         pydantic.ValidationError
             An entry is neither a name nor a domain (it is a ``ValueError``).
         """
-        raw: dict[str, object] = {"excluded_hosts": list(excluded_hosts)}
+        hosts = [excluded_hosts] if isinstance(excluded_hosts, str) else list(excluded_hosts)
+        raw: dict[str, object] = {"excluded_hosts": hosts}
         for category, value in (
             (SourceCategory.SEARCH, search),
             (SourceCategory.SOCIAL, social),
@@ -232,8 +233,14 @@ class SourceLists:
         ):
             if value is None:
                 continue
-            if isinstance(value, Mapping):
-                raw[category.value] = {name: list(entries) for name, entries in value.items()}
+            if isinstance(value, str):
+                # A lone string is one source, not an iterable of one-letter names.
+                raw[category.value] = {value: [value]}
+            elif isinstance(value, Mapping):
+                raw[category.value] = {
+                    name: [entries] if isinstance(entries, str) else list(entries)
+                    for name, entries in value.items()
+                }
             else:
                 raw[category.value] = {entry: [entry] for entry in value}
         return self.extended_with(SourceListDocument.model_validate(raw))

@@ -18,7 +18,7 @@ each CRM in one place.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, ClassVar, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -64,8 +64,17 @@ class _CrmSection(BaseModel):
         frozenset[str], Field(description="Stages that mean lost, added to the CRM's defaults.")
     ] = frozenset()
 
-    def _rules(self, crm: CrmName) -> StageRules:
-        defaults = StageRules.for_crm(crm)
+    crm: ClassVar[CrmName]
+
+    @model_validator(mode="after")
+    def _rules_are_consistent(self) -> Self:
+        _ = self.stage_rules  # built now, so a stage both won and lost fails at cold start
+        return self
+
+    @property
+    def stage_rules(self) -> StageRules:
+        """The CRM's default stage rules plus the configured won and lost stages."""
+        defaults = StageRules.for_crm(self.crm)
         return StageRules(
             won_stages=defaults.won_stages | self.won_stages,
             lost_stages=defaults.lost_stages | self.lost_stages,
@@ -76,12 +85,21 @@ class HubSpotConfig(_CrmSection):
     """The ``hubspot`` section: the app's client secret (it signs the webhooks) and a private-app token
     (scope ``crm.objects.deals.read`` and ``crm.objects.contacts.read``) to look deals up."""
 
+    crm: ClassVar[CrmName] = CrmName.HUBSPOT
+
     client_secret: Annotated[SecretStr, Field(min_length=1)]
     private_app_token: SecretStr | None = None
     api_base_url: Annotated[str, Field(description="HubSpot's API; tests point it at 127.0.0.1.")] = (
         "https://api.hubapi.com"
     )
     api_timeout_seconds: Timeout = 3.0
+    webhook_url: Annotated[
+        str | None,
+        Field(
+            description="The target URL exactly as entered in HubSpot. When set, signatures are checked "
+            "against it rather than the URL the request arrived at (behind a CDN or a proxy)."
+        ),
+    ] = None
     accept_legacy_signatures: Annotated[
         bool, Field(description="Accept v1/v2 signatures when a delivery has no v3 signature.")
     ] = True
@@ -90,16 +108,21 @@ class HubSpotConfig(_CrmSection):
     ] = None
 
     _url = field_validator("api_base_url")(_http_url)
-    _currency = field_validator("default_currency")(normalise_currency)
 
-    @property
-    def stage_rules(self) -> StageRules:
-        """``closedwon`` / ``closedlost`` plus the configured stage ids."""
-        return self._rules(CrmName.HUBSPOT)
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError(f"not an http(s) URL: {value!r}")
+        return value  # kept exactly: HubSpot signs it character for character
+
+    _currency = field_validator("default_currency")(normalise_currency)
 
 
 class SalesforceConfig(_CrmSection):
     """The ``salesforce`` section: the token in the outbound message's URL and the org that may send."""
+
+    crm: ClassVar[CrmName] = CrmName.SALESFORCE
 
     url_token: Annotated[SecretStr, Field(min_length=16)]
     organization_id: Annotated[str, Field(description="The 15- or 18-character org id, 00D...")]
@@ -130,15 +153,12 @@ class SalesforceConfig(_CrmSection):
             raise ValueError(f"not a Salesforce field API name: {value!r}")
         return value
 
-    @property
-    def stage_rules(self) -> StageRules:
-        """``Closed Won`` / ``Closed Lost`` plus the configured stage names."""
-        return self._rules(CrmName.SALESFORCE)
-
 
 class PipedriveConfig(_CrmSection):
     """The ``pipedrive`` section: the HTTP Basic credentials typed into Pipedrive's webhook form, and an
     API token to look persons' e-mails up."""
+
+    crm: ClassVar[CrmName] = CrmName.PIPEDRIVE
 
     username: Annotated[SecretStr, Field(min_length=1)]
     password: Annotated[SecretStr, Field(min_length=8)]
@@ -173,21 +193,13 @@ class PipedriveConfig(_CrmSection):
             return f"https://{self.company_domain}.pipedrive.com/api/v2"
         return None
 
-    @property
-    def stage_rules(self) -> StageRules:
-        """Only the configured stage ids: Pipedrive's ``status`` says won or lost."""
-        return self._rules(CrmName.PIPEDRIVE)
-
 
 class GenericConfig(_CrmSection):
     """The ``generic`` section: the secret senders sign ``X-Closedloop-Signature`` with."""
 
-    signing_secret: Annotated[SecretStr, Field(min_length=16)]
+    crm: ClassVar[CrmName] = CrmName.GENERIC
 
-    @property
-    def stage_rules(self) -> StageRules:
-        """Only the configured stages: the payload's ``status`` says won or lost."""
-        return self._rules(CrmName.GENERIC)
+    signing_secret: Annotated[SecretStr, Field(min_length=16)]
 
 
 type CrmConfig = HubSpotConfig | SalesforceConfig | PipedriveConfig | GenericConfig

@@ -587,8 +587,9 @@ def parse_hubspot(
         No private-app token, or the API refused it.
     """
     check_body(request)
+    signed = request if config.webhook_url is None else request.model_copy(update={"url": config.webhook_url})
     verify_hubspot_signature(
-        request,
+        signed,
         config.client_secret.get_secret_value(),
         now_ms=now_ms,
         accept_legacy=config.accept_legacy_signatures,

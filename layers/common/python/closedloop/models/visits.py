@@ -64,7 +64,7 @@ class VisitorState(BaseModel):
     session_id: str
     session_started_at: int
     campaign_key: tuple[str | None, ...]
+    client_session_id: str | None = None  # the tracker's session cookie, one signal of a new session
     sessions: int = 1
     events: int = 1
-    lead_id: str | None = None
     version: int = 0

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from closedloop.clock import iso_ms
 from closedloop.errors import StoreUnavailableError
+from closedloop.identity import LinkChange
+from closedloop.models.leads import Lead, Submission, VisitorLink
 from closedloop.models.visits import PageView, Touch, VisitorState
 from closedloop.store.schema import BY_DAY_INDEX
 
@@ -221,3 +223,131 @@ class DynamoStore:
         )
         for item in items:
             yield Touch.model_validate(item)
+
+    # -- leads, visitor links, submissions ---------------------------------------------------------
+
+    def _get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            reply = self.client.get_item(
+                TableName=self.table_name, Key=self._item({"pk": pk, "sk": sk}), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailableError("DynamoDB read failed") from exc
+        return self._plain(reply["Item"]) if "Item" in reply else None
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        item = self._get(f"L#{lead_id}", "PROFILE")
+        return Lead.model_validate(item) if item else None
+
+    def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]:
+        """The visitor's leads over time, oldest first."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "LINK#"}},
+            ConsistentRead=True,
+        )
+        return [VisitorLink.model_validate(item) for item in items]
+
+    def links_of_lead(self, lead_id: str) -> list[VisitorLink]:
+        """The lead's visitors (devices), each with the interval of touches that are the lead's."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"L#{lead_id}"}, ":prefix": {"S": "V#"}},
+            ConsistentRead=True,
+        )
+        return [VisitorLink.model_validate(item) for item in items]
+
+    def submissions_of_lead(self, lead_id: str) -> list[Submission]:
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"L#{lead_id}"}, ":prefix": {"S": "S#"}},
+            ConsistentRead=True,
+        )
+        return sorted((Submission.model_validate(item) for item in items), key=lambda s: s.occurred_at)
+
+    def _link_items(self, link: VisitorLink) -> list[dict[str, Any]]:
+        start = f"{link.linked_from:013d}"
+        attributes = link.model_dump()
+        return [
+            {"pk": f"L#{link.lead_id}", "sk": f"V#{link.visitor_id}#{start}", **attributes},
+            {"pk": f"V#{link.visitor_id}", "sk": f"LINK#{start}", **attributes},
+        ]
+
+    def record_identification(
+        self, lead: Lead, *, previous_version: int | None, submission: Submission, links: LinkChange
+    ) -> WriteOutcome:
+        """Store the lead's profile, the submission and the link changes, all or nothing.
+
+        ``DUPLICATE``: this submission id is stored already. ``CONFLICT``: the lead or the visitor's
+        links changed since they were read; read again and retry.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        new_lead = lead.model_copy(update={"version": (previous_version or 0) + 1})
+        lead_condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(pk)"}
+            if previous_version is None
+            else {
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": {"N": str(previous_version)}},
+            }
+        )
+        profile = {
+            "pk": f"L#{lead.lead_id}",
+            "sk": "PROFILE",
+            "gsi1pk": f"LD#{iso_ms(lead.updated_at)[:10]}",
+            "gsi1sk": f"{iso_ms(lead.updated_at)}#{lead.lead_id}",
+            **new_lead.model_dump(),
+        }
+        operations: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table_name, "Item": self._item(profile), **lead_condition}},
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._item(
+                        {"pk": f"L#{lead.lead_id}", "sk": f"S#{submission.submission_id}", **submission.model_dump()}
+                    ),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if links.new_link is not None:
+            operations += [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._item(item),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for item in self._link_items(links.new_link)
+            ]
+        if links.closed_link is not None:
+            operations += [
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": self._item({"pk": item["pk"], "sk": item["sk"]}),
+                        "UpdateExpression": "SET linked_until = :until",
+                        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(linked_until)",
+                        "ExpressionAttributeValues": {":until": {"N": str(links.closed_link.linked_until)}},
+                    }
+                }
+                for item in self._link_items(links.closed_link)
+            ]
+        try:
+            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise StoreUnavailableError("DynamoDB write failed") from exc
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return WriteOutcome.DUPLICATE
+            if "ConditionalCheckFailed" in reasons:
+                return WriteOutcome.CONFLICT
+            raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        return WriteOutcome.STORED

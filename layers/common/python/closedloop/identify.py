@@ -1,0 +1,150 @@
+"""Turning a form submission into a lead: idempotent, merged across devices, never double counting."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from closedloop.errors import InvalidInputError, StoreUnavailableError
+from closedloop.identity import LinkChange, journey_touches, lead_id_for, lead_sources, normalise_email, plan_link
+from closedloop.models.leads import IdentifyRequest, Lead, Submission, VisitorLink
+from closedloop.models.visits import Touch
+from closedloop.store.dynamodb import WriteOutcome
+
+__all__ = ["DUPLICATE_WINDOW_MS", "IdentifyResult", "LeadStore", "identify_lead", "safe_redirect"]
+
+# The same visitor, email and form again within this window is the same submission (a double click,
+# a browser resubmitting on back/forward).
+DUPLICATE_WINDOW_MS = 10 * 60 * 1000
+MAX_CONFLICTS = 5
+PROFILE_FIELDS = ("name", "first_name", "last_name", "company", "phone", "job_title", "consent")
+
+
+class LeadStore(Protocol):
+    def get_lead(self, lead_id: str) -> Lead | None: ...
+    def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]: ...
+    def links_of_lead(self, lead_id: str) -> list[VisitorLink]: ...
+    def touches_of_visitor(self, visitor_id: str) -> list[Touch]: ...
+    def submissions_of_lead(self, lead_id: str) -> list[Submission]: ...
+    def record_identification(
+        self, lead: Lead, *, previous_version: int | None, submission: Submission, links: LinkChange
+    ) -> WriteOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyResult:
+    lead_id: str
+    created: bool
+    duplicate: bool = False
+
+
+def safe_redirect(target: str, allowed_origins: tuple[str, ...]) -> str:
+    """``target`` if it is an absolute http(s) URL on an allowed origin; otherwise a 400 (no open redirect)."""
+    parts = urlsplit(target)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    if parts.scheme not in {"http", "https"} or origin not in {o.lower() for o in allowed_origins}:
+        raise InvalidInputError(
+            "the redirect target is not on an allowed origin",
+            details=[{"loc": ["body", "redirect"], "msg": "must start with one of the allowed origins"}],
+        )
+    return target
+
+
+def _submission_id(request: IdentifyRequest, email: str, visitor_id: str | None, at: int) -> str:
+    if request.submission_id:
+        return request.submission_id
+    bucket = at // DUPLICATE_WINDOW_MS
+    key = f"{visitor_id or ''}|{email}|{request.form_id or ''}|{bucket}"
+    return "sub_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _is_recent_repeat(submissions: list[Submission], visitor_id: str | None, form_id: str | None, at: int) -> bool:
+    return any(
+        s.visitor_id == visitor_id and s.form_id == form_id and abs(at - s.occurred_at) < DUPLICATE_WINDOW_MS
+        for s in submissions
+    )
+
+
+def _merged_profile(previous: Lead | None, request: IdentifyRequest, *, lead_id: str, email: str, at: int) -> Lead:
+    """The latest submission's non-empty fields win; custom fields accumulate."""
+    base = previous or Lead(lead_id=lead_id, email=email, created_at=at, updated_at=at)
+    updates: dict[str, object] = {
+        name: getattr(request, name) for name in PROFILE_FIELDS if getattr(request, name) is not None
+    }
+    updates["custom_fields"] = {**base.custom_fields, **request.custom_fields}
+    updates["updated_at"] = at
+    updates["submissions"] = base.submissions + 1
+    return base.model_copy(update=updates)
+
+
+def identify_lead(
+    request: IdentifyRequest,
+    *,
+    store: LeadStore,
+    received_at: int,
+    cookie_visitor_id: str | None = None,
+    page_url: str | None = None,
+) -> IdentifyResult:
+    """Create or update the lead of ``request.email`` and link the submitting visitor to it.
+
+    Raises
+    ------
+    InvalidInputError
+        The email is not valid; nothing was written.
+    StoreUnavailableError
+        DynamoDB failed; nothing of this submission was written, and retrying is safe.
+    """
+    email = normalise_email(request.email)
+    lead_id = lead_id_for(email)
+    visitor_id = request.visitor or cookie_visitor_id
+    submission_id = _submission_id(request, email, visitor_id, received_at)
+    page = urlsplit(request.page_url or page_url or "")
+
+    for _attempt in range(MAX_CONFLICTS):
+        previous = store.get_lead(lead_id)
+        if previous is not None and not request.submission_id:
+            if _is_recent_repeat(store.submissions_of_lead(lead_id), visitor_id, request.form_id, received_at):
+                return IdentifyResult(lead_id, created=False, duplicate=True)
+
+        change = (
+            plan_link(store.links_of_visitor(visitor_id), visitor_id=visitor_id, lead_id=lead_id, at=received_at)
+            if visitor_id
+            else LinkChange(None, None)
+        )
+        links = [link for link in store.links_of_lead(lead_id) if link != change.closed_link]
+        if change.new_link is not None:
+            links.append(change.new_link)
+        journey = journey_touches(links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links})
+
+        lead = _merged_profile(previous, request, lead_id=lead_id, email=email, at=received_at)
+        original, at_creation, latest = lead_sources(journey, lead_created_at=lead.created_at, now=received_at)
+        lead = lead.model_copy(
+            update={
+                "first_seen_at": journey[0].occurred_at if journey else None,
+                "original_source": original,
+                "lead_creation_source": at_creation,
+                "latest_source": latest,
+            }
+        )
+        submission = Submission(
+            lead_id=lead_id,
+            submission_id=submission_id,
+            occurred_at=received_at,
+            visitor_id=visitor_id,
+            form_id=request.form_id,
+            page_host=(page.hostname or None),
+            page_path=(page.path or None) if page.hostname else None,
+        )
+        outcome = store.record_identification(
+            lead,
+            previous_version=None if previous is None else previous.version,
+            submission=submission,
+            links=change,
+        )
+        if outcome is WriteOutcome.STORED:
+            return IdentifyResult(lead_id, created=previous is None)
+        if outcome is WriteOutcome.DUPLICATE:
+            return IdentifyResult(lead_id, created=False, duplicate=True)
+    raise StoreUnavailableError("the lead kept changing under concurrent submissions")

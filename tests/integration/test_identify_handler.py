@@ -1,0 +1,257 @@
+"""The identify function under moto: leads, their devices, their journeys, and every kind of bad form."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from closedloop.identity import journey_touches, lead_id_for
+from closedloop.local.gateway import load_function
+from closedloop.store import DynamoStore
+from tests.conftest import SITE_ORIGIN, TABLE_NAME
+from tests.support import api_event, invoke
+
+LAPTOP = "LaptopVisitorAAAAAAAAAA"
+PHONE = "PhoneVisitorBBBBBBBBBBB"
+HOUR = 3_600_000
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def functions(dynamodb: Any) -> tuple[ModuleType, ModuleType]:
+    return load_function("collect"), load_function("identify")
+
+
+@pytest.fixture
+def collect(functions: tuple[ModuleType, ModuleType]) -> ModuleType:
+    return functions[0]
+
+
+@pytest.fixture
+def identify(functions: tuple[ModuleType, ModuleType]) -> ModuleType:
+    return functions[1]
+
+
+@pytest.fixture
+def store(dynamodb: Any) -> DynamoStore:
+    return DynamoStore(TABLE_NAME, client=dynamodb)
+
+
+def visit(collect: ModuleType, visitor: str, url: str, *, hours_ago: float, event_id: str, referrer: str = "") -> None:
+    ts = int(time.time() * 1000 - hours_ago * HOUR)
+    body = {"event_id": event_id, "visitor_id": visitor, "url": url, "referrer": referrer, "ts": ts}
+    status, _, reply = invoke(collect, api_event("POST", "/collect", body=body))
+    assert (status, reply["accepted"]) == (200, 1), reply
+
+
+def journey(store: DynamoStore, lead_id: str) -> list[str]:
+    links = store.links_of_lead(lead_id)
+    touches = journey_touches(links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links})
+    return [t.channel for t in touches]
+
+
+def item_count(dynamodb: Any) -> int:
+    return int(dynamodb.scan(TableName=TABLE_NAME, Select="COUNT")["Count"])
+
+
+def form_post(fields: dict[str, str], **headers: str) -> dict[str, Any]:
+    return api_event("POST", "/identify", body=urlencode(fields), content_type=FORM, headers=headers)
+
+
+# -- leads and their journeys -----------------------------------------------------------------------
+
+
+def test_a_json_submission_creates_the_lead_with_its_anonymous_history(collect, identify, store):
+    # Given a visitor who came from a paid search ad, then came back directly
+    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=x", hours_ago=5, event_id="evt-paid-1")
+    visit(collect, LAPTOP, f"{SITE_ORIGIN}/pricing", hours_ago=1, event_id="evt-direct-1")
+
+    # When they submit a form from a script
+    status, _, reply = invoke(identify, api_event("POST", "/identify", body={
+        "email": "  Jane.Doe@Example.COM ", "visitor_id": LAPTOP, "first_name": "Jane", "company": "Example",
+        "form_id": "demo-request", "industry": "SaaS",
+    }))
+
+    # Then the lead exists, keyed by its normalised email, with its whole journey and sources
+    assert status == 200
+    assert reply == {"lead_id": lead_id_for("jane.doe@example.com"), "status": "created"}
+    lead = store.get_lead(reply["lead_id"])
+    assert lead is not None
+    assert (lead.email, lead.first_name, lead.company) == ("jane.doe@example.com", "Jane", "Example")
+    assert lead.custom_fields == {"industry": "SaaS"}
+    assert journey(store, lead.lead_id) == ["Paid Search", "Direct"]
+    assert lead.original_source is not None and lead.original_source.channel == "Paid Search"
+    assert lead.latest_source is not None and lead.latest_source.channel == "Direct"
+    assert lead.lead_creation_source == lead.latest_source
+    [submission] = store.submissions_of_lead(lead.lead_id)
+    assert (submission.form_id, submission.visitor_id) == ("demo-request", LAPTOP)
+
+
+def test_a_plain_html_form_lands_on_the_thank_you_page(collect, identify, store):
+    fields = {"email": "sam@example.com", "closedloop_visitor_id": LAPTOP, "form_id": "contact-sales",
+              "redirect": f"{SITE_ORIGIN}/thanks.html", "website": ""}
+    status, headers, _ = invoke(identify, form_post(fields))
+
+    assert status == 303
+    assert headers["location"] == f"{SITE_ORIGIN}/thanks.html"
+    assert store.get_lead(lead_id_for("sam@example.com")) is not None
+
+
+def test_a_multipart_form_is_read_too(identify, store):
+    boundary = "----closedloopBoundary42"
+    parts = [("email", "ana@example.com"), ("closedloop_visitor_id", LAPTOP), ("job_title", "CMO")]
+    body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in parts)
+    body += f"--{boundary}--\r\n"
+    event = api_event("POST", "/identify", body=body.encode(), content_type=f"multipart/form-data; boundary={boundary}")
+
+    status, _, _ = invoke(identify, event)
+
+    assert status == 200  # no redirect given: a small thank-you page
+    lead = store.get_lead(lead_id_for("ana@example.com"))
+    assert lead is not None and lead.job_title == "CMO"
+    assert [link.visitor_id for link in store.links_of_lead(lead.lead_id)] == [LAPTOP]
+
+
+def test_the_visitor_cookie_identifies_the_visitor_when_the_form_has_no_hidden_field(identify, store):
+    event = form_post({"email": "kim@example.com"}, cookie=f"theme=dark; _cl_vid={LAPTOP}")
+    invoke(identify, event)
+    assert [link.visitor_id for link in store.links_of_lead(lead_id_for("kim@example.com"))] == [LAPTOP]
+
+
+def test_a_submission_without_a_visitor_is_an_offline_lead(identify, store):
+    status, _, reply = invoke(identify, api_event("POST", "/identify", body={"email": "offline@example.com"}))
+    assert (status, reply["status"]) == (200, "created")
+    assert store.links_of_lead(reply["lead_id"]) == []
+    assert store.get_lead(reply["lead_id"]).original_source is None
+
+
+def test_a_second_device_merges_into_the_same_lead(collect, identify, store):
+    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social", hours_ago=48, event_id="evt-li-1")
+    invoke(identify, api_event("POST", "/identify", body={"email": "lee@example.com", "visitor_id": LAPTOP}))
+    visit(collect, PHONE, f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email", hours_ago=2, event_id="evt-em-1")
+
+    status, _, reply = invoke(identify, api_event("POST", "/identify", body={"email": "LEE@example.com", "visitor_id": PHONE}))
+
+    assert (status, reply["status"]) == (200, "updated")
+    assert sorted(link.visitor_id for link in store.links_of_lead(reply["lead_id"])) == sorted([LAPTOP, PHONE])
+    assert journey(store, reply["lead_id"]) == ["Paid Social", "Email"]
+    assert store.get_lead(reply["lead_id"]).original_source.channel == "Paid Social"
+
+
+def test_a_shared_computer_never_counts_a_touch_for_two_leads(collect, identify, store):
+    # Given one browser: Alex arrives from an ad and submits, later Blake uses it and submits too
+    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc", hours_ago=10, event_id="evt-alex-1")
+    invoke(identify, api_event("POST", "/identify", body={"email": "alex@example.com", "visitor_id": LAPTOP}))
+    time.sleep(0.01)
+    invoke(identify, api_event("POST", "/identify", body={"email": "blake@example.com", "visitor_id": LAPTOP}))
+    # When the browser comes back from a newsletter afterwards
+    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=news&utm_medium=email", hours_ago=-0.001, event_id="evt-blake-1")
+
+    # Then the earlier touch is Alex's only, the later one Blake's only
+    assert journey(store, lead_id_for("alex@example.com")) == ["Paid Search"]
+    assert journey(store, lead_id_for("blake@example.com")) == ["Email"]
+
+
+def test_a_resubmitted_form_stores_one_submission(identify, store):
+    body = {"email": "dup@example.com", "visitor_id": LAPTOP, "form_id": "contact-sales"}
+    invoke(identify, api_event("POST", "/identify", body=body))
+    status, _, reply = invoke(identify, api_event("POST", "/identify", body=body))
+
+    assert (status, reply["status"]) == (200, "updated")
+    assert len(store.submissions_of_lead(lead_id_for("dup@example.com"))) == 1
+    assert store.get_lead(lead_id_for("dup@example.com")).submissions == 1
+
+
+def test_the_same_submission_id_is_stored_once(identify, store):
+    body = {"email": "retry@example.com", "submission_id": "sub-0000000001", "form_id": "a"}
+    invoke(identify, api_event("POST", "/identify", body=body))
+    invoke(identify, api_event("POST", "/identify", body={**body, "form_id": "b"}))
+    assert len(store.submissions_of_lead(lead_id_for("retry@example.com"))) == 1
+
+
+def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynamodb):
+    fields = {"email": "bot@example.com", "website": "http://spam.test", "redirect": f"{SITE_ORIGIN}/thanks.html"}
+    status, headers, _ = invoke(identify, form_post(fields))
+    assert (status, headers["location"]) == (303, f"{SITE_ORIGIN}/thanks.html")
+    assert item_count(dynamodb) == 0
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "says"),
+    [
+        pytest.param({"first_name": "No Email"}, "application/json", 400, "email", id="missing-email"),
+        pytest.param({"email": "not-an-email"}, "application/json", 400, "email", id="malformed-email"),
+        pytest.param({"email": "a@example.com", "visitor_id": "bad id!"}, "application/json", 400, "visitor_id",
+                     id="malformed-visitor-id"),
+        pytest.param({"email": "a@example.com", "redirect": "https://evil.test/phish"}, "application/json", 400,
+                     "redirect", id="foreign-redirect"),
+        pytest.param({"email": "a@example.com", "redirect": "//evil.test"}, "application/json", 400, "redirect",
+                     id="scheme-relative-redirect"),
+        pytest.param({"email": "a@example.com", "company": "x" * 500}, "application/json", 400, "company",
+                     id="oversized-field"),
+        pytest.param({"email": "a@example.com", **{f"f{i}": "v" for i in range(25)}}, "application/json", 400,
+                     "custom fields", id="too-many-custom-fields"),
+        pytest.param("email=a@example.com", "text/csv", 415, "content type", id="unknown-content-type"),
+        pytest.param("[1, 2]", "application/json", 400, "JSON object", id="json-not-an-object"),
+        pytest.param({"email": "a@example.com", "notes": "x" * 70_000}, "application/json", 413, "limit",
+                     id="oversized-body"),
+    ],
+)
+def test_bad_input_is_a_4xx_that_says_what_is_wrong_and_writes_nothing(identify, dynamodb, body, content_type,
+                                                                        status, says):
+    raw = json.dumps(body) if isinstance(body, dict) else body
+    got, headers, reply = invoke(identify, api_event("POST", "/identify", body=raw, content_type=content_type))
+    assert got == status
+    assert says in json.dumps(reply)
+    assert item_count(dynamodb) == 0
+
+
+def test_a_bad_html_form_gets_a_readable_page_not_json(identify, dynamodb):
+    status, headers, body = invoke(identify, form_post({"email": "nope", "redirect": f"{SITE_ORIGIN}/thanks.html"}))
+    assert status == 400
+    assert headers["content-type"].startswith("text/html")
+    assert "<h1>" in body and "email" in body
+    assert item_count(dynamodb) == 0
+
+
+def test_no_email_reaches_the_logs_even_when_events_are_logged(identify, monkeypatch):
+    import io
+
+    from closedloop.observability import logger
+
+    # Given the most talkative settings: every event logged whole
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
+    logged = load_function("identify")
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
+    try:
+        invoke(logged, api_event("POST", "/identify", body={"email": "secret.person@example.com", "visitor_id": LAPTOP}))
+    finally:
+        logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
+
+    assert "secret.person" not in stream.getvalue()
+    assert "[redacted]" in stream.getvalue()
+
+
+def test_the_openapi_document_describes_the_form_body(identify):
+    status, _, document = invoke(identify, api_event("POST", "/identify", body={"email": "x@example.com"}))
+    event = api_event("GET", "/health")
+    assert invoke(identify, event)[0] == 200
+    from closedloop.local.gateway import build_http_api_event
+    from closedloop.routes import Route
+
+    openapi_event = build_http_api_event(method="GET", raw_path="/openapi.json", raw_query="", headers={},
+                                         body=b"", route=Route("GET", "/openapi.json", "identify"),
+                                         path_parameters={})
+    status, _, document = invoke(identify, openapi_event)
+    body = document["paths"]["/identify"]["post"]["requestBody"]["content"]
+    assert set(body) == {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
+    assert "email" in body["application/json"]["schema"]["required"]
