@@ -81,7 +81,9 @@ def cold_start_seconds(runs: int) -> list[tuple[float, float]]:
     )
     times: list[tuple[float, float]] = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", snippet], env=env, capture_output=True, text=True, check=True
+        )
         imported, first_request = out.stdout.split()
         times.append((float(imported), float(first_request)))
     return times
@@ -137,17 +139,26 @@ def main() -> None:
     cold = cold_start_seconds(args.import_runs)
     imports = [c[0] for c in cold]
     first = [c[1] for c in cold]
-    print(f"cold import of functions/collect/handler.py: median {statistics.median(imports) * 1000:.0f} ms, "
-          f"min {min(imports) * 1000:.0f} ms over {len(imports)} fresh interpreters (target < 300 ms)")
-    print(f"cold import + first request (boto3 is imported lazily by the store): "
-          f"median {statistics.median(first) * 1000:.0f} ms")
+    print(
+        f"cold import of functions/collect/handler.py: median {statistics.median(imports) * 1000:.0f} ms, "
+        f"min {min(imports) * 1000:.0f} ms over {len(imports)} fresh interpreters (target < 300 ms)"
+    )
+    print(
+        f"cold import + first request (boto3 is imported lazily by the store): "
+        f"median {statistics.median(first) * 1000:.0f} ms"
+    )
     for batch in (1, 50):
         warm = warm_event_seconds(args.events, batch)
         warm = warm[len(warm) // 10 :]  # drop the warm-up tenth
-        print(f"warm overhead per event, {batch:>2} event(s) per request: p50 {percentile(warm, 0.5) * 1e3:.3f} ms, "
-              f"p99 {percentile(warm, 0.99) * 1e3:.3f} ms over {len(warm) * batch} events (target p50 < 1 ms)")
-    print("peer: Snowplow's collector is a JVM service that only enqueues raw events (no sessionisation or "
-          "channel rules in the request path), so no like-for-like figure is printed for it.")
+        print(
+            f"warm overhead per event, {batch:>2} event(s) per request: "
+            f"p50 {percentile(warm, 0.5) * 1e3:.3f} ms, "
+            f"p99 {percentile(warm, 0.99) * 1e3:.3f} ms over {len(warm) * batch} events (target p50 < 1 ms)"
+        )
+    print(
+        "peer: Snowplow's collector is a JVM service that only enqueues raw events (no sessionisation or "
+        "channel rules in the request path), so no like-for-like figure is printed for it."
+    )
 
 
 if __name__ == "__main__":

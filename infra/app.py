@@ -26,7 +26,9 @@ def build_app(app: App | None = None) -> tuple[App, ClosedloopStack]:
         app,
         app.node.try_get_context("stackName") or "Closedloop",
         settings=settings,
-        env=Environment(account=app.node.try_get_context("account"), region=app.node.try_get_context("region")),
+        env=Environment(
+            account=app.node.try_get_context("account"), region=app.node.try_get_context("region")
+        ),
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack

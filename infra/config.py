@@ -26,7 +26,11 @@ class DeploySettings(BaseModel):
             alias = field.alias
             value = get(alias) if callable(get) and alias else None
             if value is not None:
-                if isinstance(value, str) and field.annotation is not str and alias in {"allowedOrigins", "ownDomains"}:
+                if (
+                    isinstance(value, str)
+                    and field.annotation is not str
+                    and alias in {"allowedOrigins", "ownDomains"}
+                ):
                     value = [v.strip() for v in value.split(",") if v.strip()]
                 values[alias] = value
         return cls.model_validate(values)

@@ -13,7 +13,9 @@ from infra.constructs.storage import StorageConstruct
 
 
 class ClosedloopStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: object) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: object
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         storage = StorageConstruct(self, "Storage", production=settings.production)
         layers = LayersConstruct(self, "Layers")
@@ -53,15 +55,15 @@ class ClosedloopStack(Stack):
 
         Validations.of(self.api).acknowledge(
             Acknowledgment(
-            id="AwsSolutions-APIG4",
-            reason="The tracker and form routes are public by design (browsers of anonymous visitors); "
-            "they accept only validated, size-bounded input and are throttled per stage.",
+                id="AwsSolutions-APIG4",
+                reason="The tracker and form routes are public by design (browsers of anonymous visitors); "
+                "they accept only validated, size-bounded input and are throttled per stage.",
             )
         )
         Validations.of(self).acknowledge(
             Acknowledgment(
-            id="AwsSolutions-L1",
-            reason="Python 3.12 is the interpreter the test suite runs on and the managed Powertools "
-            "layer is resolved for; moving runtime is a deliberate, tested upgrade.",
+                id="AwsSolutions-L1",
+                reason="Python 3.12 is the interpreter the test suite runs on and the managed Powertools "
+                "layer is resolved for; moving runtime is a deliberate, tested upgrade.",
             )
         )

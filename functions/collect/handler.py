@@ -24,7 +24,9 @@ store = DynamoStore(settings.table_name)
 app = build_resolver(settings, title="Closedloop collect")
 
 # The smallest transparent GIF (43 bytes).
-PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache"}
 
 
@@ -46,7 +48,9 @@ def _store_events(events: list[CollectEvent], sent_at: int | None) -> CollectRes
 
 @app.get("/t.js", summary="The first-party tracker script", tags=["tracker"])
 def get_tracker():
-    return Response(200, TRACKER_CONTENT_TYPE, tracker_script(), headers={"Cache-Control": "public, max-age=3600"})
+    return Response(
+        200, TRACKER_CONTENT_TYPE, tracker_script(), headers={"Cache-Control": "public, max-age=3600"}
+    )
 
 
 @app.post("/collect", summary="Record one event or a batch of up to 50", tags=["tracker"])
@@ -56,7 +60,9 @@ def post_collect(body: Annotated[CollectBody, Body()]) -> CollectResponse:
     return _store_events([body], body.sent_at)
 
 
-@app.get("/collect.gif", summary="Record a page view from query parameters; always a 1x1 GIF", tags=["tracker"])
+@app.get(
+    "/collect.gif", summary="Record a page view from query parameters; always a 1x1 GIF", tags=["tracker"]
+)
 def get_pixel(
     v: Annotated[str | None, Query(description="visitor id")] = None,
     e: Annotated[str | None, Query(description="event id")] = None,

@@ -47,9 +47,13 @@ def _parse(content_type: str) -> IdentifyRequest:
     try:
         return IdentifyRequest.model_validate(fields)
     except ValidationError as exc:
-        details = [{"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        details = [
+            {"loc": ["body", *map(str, e["loc"])], "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
         fields_named = ", ".join(sorted({d["loc"][1] for d in details if len(d["loc"]) > 1})) or "the body"
-        raise InvalidInputError(f"these fields are missing or invalid: {fields_named}", details=details) from exc
+        raise InvalidInputError(
+            f"these fields are missing or invalid: {fields_named}", details=details
+        ) from exc
 
 
 @app.post("/identify", summary="A form submission: creates or updates the lead", tags=["leads"])
@@ -78,9 +82,13 @@ def post_identify():
 
     if html_form:
         if redirect:
-            return Response(303, "text/plain", "", headers={"Location": redirect, "Cache-Control": "no-store"})
+            return Response(
+                303, "text/plain", "", headers={"Location": redirect, "Cache-Control": "no-store"}
+            )
         return html_page(200, "Thank you", THANKS)
-    return Response(200, "application/json", IdentifyResponse(lead_id=lead_id, status=status).model_dump_json())
+    return Response(
+        200, "application/json", IdentifyResponse(lead_id=lead_id, status=status).model_dump_json()
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

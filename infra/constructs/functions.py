@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations, aws_iam as iam, aws_lambda as lambda_, aws_logs as logs
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"

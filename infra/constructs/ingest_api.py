@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 
 import jsii
-
 from aws_cdk import (
     CfnOutput,
     RemovalPolicy,
+)
+from aws_cdk import (
     aws_apigateway as apigw,
+)
+from aws_cdk import (
     aws_apigatewayv2 as apigwv2,
+)
+from aws_cdk import (
     aws_apigatewayv2_integrations as integrations,
+)
+from aws_cdk import (
     aws_lambda as lambda_,
+)
+from aws_cdk import (
     aws_logs as logs,
 )
 from constructs import Construct
@@ -61,8 +70,12 @@ class IngestApiConstruct(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.api = apigwv2.HttpApi(self, "HttpApi", create_default_stage=False, description="Closedloop ingest")
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        self.api = apigwv2.HttpApi(
+            self, "HttpApi", create_default_stage=False, description="Closedloop ingest"
+        )
+        access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
         self.stage = apigwv2.HttpStage(
             self,
             "DefaultStage",
@@ -88,7 +101,9 @@ class IngestApiConstruct(Construct):
             if route.method == "POST":
                 preflight_paths[route.path] = route.function
         for path, function in preflight_paths.items():
-            self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.OPTIONS], integration=integration_of[function])
+            self.api.add_routes(
+                path=path, methods=[apigwv2.HttpMethod.OPTIONS], integration=integration_of[function]
+            )
 
         CfnOutput(self, "ApiUrl", value=self.url, description="Base URL of the Closedloop API")
 

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import BundlingOptions, DockerImage, ILocalBundling, aws_lambda as lambda_, aws_ssm as ssm
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,8 +43,20 @@ class PipLocalBundling:
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "local", "*.egg-info"),
         )
         if self.requirements:
-            command = [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
-                       "--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION]
+            command = [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(target),
+                "--only-binary=:all:",
+                "--implementation",
+                "cp",
+                "--python-version",
+                PYTHON_VERSION,
+            ]
             for platform in ARM64_PLATFORMS:
                 command += ["--platform", platform]
             subprocess.run([*command, *self.requirements], check=True)  # noqa: S603 - fixed argv

@@ -36,7 +36,9 @@ def test_the_table_is_on_demand_encrypted_recoverable_and_expiring(template: Tem
             "KeySchema": schema.KEY_SCHEMA,
             "TimeToLiveSpecification": {"AttributeName": schema.TTL_ATTRIBUTE, "Enabled": True},
             "SSESpecification": {"SSEEnabled": True},
-            "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+            "Replicas": [
+                Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})
+            ],
             "GlobalSecondaryIndexes": [Match.object_like({"IndexName": schema.BY_DAY_INDEX})],
         },
     )
@@ -82,12 +84,18 @@ def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Templa
     for function in template.find_resources("AWS::Lambda::Function").values():
         assert len(function["Properties"]["Layers"]) == 2
     parameters = template.to_json()["Parameters"]
-    assert any("/aws/service/powertools/python/arm64/python3.12/latest" in json.dumps(p) for p in parameters.values())
+    assert any(
+        "/aws/service/powertools/python/arm64/python3.12/latest" in json.dumps(p) for p in parameters.values()
+    )
 
 
 def test_every_route_of_the_product_is_on_the_http_api(template: Template) -> None:
-    route_keys = {r["Properties"]["RouteKey"] for r in template.find_resources("AWS::ApiGatewayV2::Route").values()}
-    expected = {f"{r.method} {r.path}" for r in ROUTES} | {f"OPTIONS {r.path}" for r in ROUTES if r.method == "POST"}
+    route_keys = {
+        r["Properties"]["RouteKey"] for r in template.find_resources("AWS::ApiGatewayV2::Route").values()
+    }
+    expected = {f"{r.method} {r.path}" for r in ROUTES} | {
+        f"OPTIONS {r.path}" for r in ROUTES if r.method == "POST"
+    }
     assert route_keys == expected
 
 
@@ -108,12 +116,17 @@ def test_functions_get_exact_dynamodb_actions_on_exact_resources(template: Templ
         for policy in template.find_resources("AWS::IAM::Policy").values()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    dynamodb_statements = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _list(s["Action"]))]
+    dynamodb_statements = [
+        s for s in statements if any(str(a).startswith("dynamodb:") for a in _list(s["Action"]))
+    ]
     assert dynamodb_statements
     for statement in dynamodb_statements:
         assert "dynamodb:*" not in _list(statement["Action"])
         assert set(_list(statement["Action"])) <= {
-            "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:ConditionCheckItem",
             "dynamodb:Query",
         }
         assert "*" not in json.dumps(statement["Resource"]).replace("index/*", "")

@@ -60,7 +60,12 @@ def test_a_tagged_page_view_is_stored_with_an_email_touch(collect, store):
     assert status == 200
     assert body == {"accepted": 1, "duplicates": 0, "dropped": 0}
     [touch] = store.touches_of_visitor(VISITOR)
-    assert (touch.channel, touch.source, touch.medium, touch.campaign) == ("Email", "newsletter", "email", "launch")
+    assert (touch.channel, touch.source, touch.medium, touch.campaign) == (
+        "Email",
+        "newsletter",
+        "email",
+        "launch",
+    )
     assert touch.landing_path == "/"
     [event] = store.events_of_visitor(VISITOR)
     assert event.session_id == touch.touch_id == "evt-00000001"
@@ -69,7 +74,9 @@ def test_a_tagged_page_view_is_stored_with_an_email_touch(collect, store):
 
 def test_a_batch_within_thirty_minutes_is_one_session(collect, store):
     events = [
-        page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=abc", ts=NOW - 20 * MINUTE),
+        page_view(
+            "evt-00000001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=abc", ts=NOW - 20 * MINUTE
+        ),
         page_view("evt-00000002", f"{SITE_ORIGIN}/pricing", ts=NOW - 10 * MINUTE, referrer=f"{SITE_ORIGIN}/"),
         page_view("evt-00000003", f"{SITE_ORIGIN}/contact", ts=NOW, referrer=f"{SITE_ORIGIN}/pricing"),
     ]
@@ -88,17 +95,29 @@ def test_a_batch_within_thirty_minutes_is_one_session(collect, store):
     [
         pytest.param(f"{SITE_ORIGIN}/pricing", f"{SITE_ORIGIN}/", 31, ["Email", "Direct"], id="31-min-gap"),
         pytest.param(f"{SITE_ORIGIN}/pricing", f"{SITE_ORIGIN}/", 29, ["Email"], id="29-min-gap"),
-        pytest.param(f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social", "", 5, ["Email", "Paid Social"],
-                     id="new-campaign"),
-        pytest.param(f"{SITE_ORIGIN}/blog", "https://www.google.com/", 5, ["Email", "Organic Search"],
-                     id="external-referrer"),
+        pytest.param(
+            f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social",
+            "",
+            5,
+            ["Email", "Paid Social"],
+            id="new-campaign",
+        ),
+        pytest.param(
+            f"{SITE_ORIGIN}/blog",
+            "https://www.google.com/",
+            5,
+            ["Email", "Organic Search"],
+            id="external-referrer",
+        ),
         pytest.param(f"{SITE_ORIGIN}/blog", "https://app.acme.test/login", 5, ["Email"], id="self-referral"),
     ],
 )
 def test_when_a_new_session_and_so_a_new_touch_starts(
     collect, store, second_url, referrer, gap_minutes, expected_channels
 ):
-    first = page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email", ts=NOW - 60 * MINUTE)
+    first = page_view(
+        "evt-00000001", f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email", ts=NOW - 60 * MINUTE
+    )
     second = page_view("evt-00000002", second_url, ts=NOW - (60 - gap_minutes) * MINUTE, referrer=referrer)
     invoke(collect, api_event("POST", "/collect", body=first))
     invoke(collect, api_event("POST", "/collect", body=second))
@@ -116,8 +135,12 @@ def test_a_beacon_text_plain_body_is_read_as_json(collect, store):
 
 
 def test_a_retried_request_stores_nothing_twice(collect, store, dynamodb):
-    request = {"events": [page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=x&utm_medium=email"),
-                          page_view("evt-00000002", f"{SITE_ORIGIN}/pricing", ts=NOW + 1)]}
+    request = {
+        "events": [
+            page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=x&utm_medium=email"),
+            page_view("evt-00000002", f"{SITE_ORIGIN}/pricing", ts=NOW + 1),
+        ]
+    }
     invoke(collect, api_event("POST", "/collect", body=request))
     items_after_first = item_count(dynamodb)
 
@@ -131,8 +154,18 @@ def test_a_retried_request_stores_nothing_twice(collect, store, dynamodb):
 
 def test_touches_of_a_day_come_from_one_query(collect, store):
     other = "0therVisitorBBBBBBBBBBB"
-    invoke(collect, api_event("POST", "/collect", body=page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=a&utm_medium=email")))
-    invoke(collect, api_event("POST", "/collect", body=page_view("evt-00000002", f"{SITE_ORIGIN}/", visitor=other)))
+    invoke(
+        collect,
+        api_event(
+            "POST",
+            "/collect",
+            body=page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=a&utm_medium=email"),
+        ),
+    )
+    invoke(
+        collect,
+        api_event("POST", "/collect", body=page_view("evt-00000002", f"{SITE_ORIGIN}/", visitor=other)),
+    )
 
     day = time.strftime("%Y-%m-%d", time.gmtime(NOW / 1000))
     touches = list(store.touches_on_day(day))
@@ -142,7 +175,9 @@ def test_touches_of_a_day_come_from_one_query(collect, store):
 
 def test_known_bots_are_dropped_and_nothing_is_stored(collect, dynamodb):
     event = api_event(
-        "POST", "/collect", body=page_view("evt-00000001", f"{SITE_ORIGIN}/"),
+        "POST",
+        "/collect",
+        body=page_view("evt-00000001", f"{SITE_ORIGIN}/"),
         headers={"user-agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"},
     )
     status, _, reply = invoke(collect, event)
@@ -151,8 +186,12 @@ def test_known_bots_are_dropped_and_nothing_is_stored(collect, dynamodb):
 
 
 def test_no_raw_ip_address_is_ever_stored(collect, dynamodb):
-    event = api_event("POST", "/collect", body=page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=a&utm_medium=email"),
-                      headers={"x-forwarded-for": "203.0.113.77"})
+    event = api_event(
+        "POST",
+        "/collect",
+        body=page_view("evt-00000001", f"{SITE_ORIGIN}/?utm_source=a&utm_medium=email"),
+        headers={"x-forwarded-for": "203.0.113.77"},
+    )
     event["requestContext"]["http"]["sourceIp"] = "203.0.113.77"
     invoke(collect, event)
 
@@ -177,20 +216,43 @@ huge = {"events": [page_view(f"evt-{i:08d}", f"{SITE_ORIGIN}/{'x' * 8000}") for 
     ("body", "content_type", "status", "says"),
     [
         pytest.param('{"events": [', "application/json", 400, "not valid JSON", id="malformed-json"),
-        pytest.param({**page_view("evt-00000001", f"{SITE_ORIGIN}/"), "ts": "yesterday"}, None, 400, "ts",
-                     id="wrong-type"),
+        pytest.param(
+            {**page_view("evt-00000001", f"{SITE_ORIGIN}/"), "ts": "yesterday"},
+            None,
+            400,
+            "ts",
+            id="wrong-type",
+        ),
         pytest.param(huge, None, 413, "limit", id="body-over-64kb"),
         pytest.param(too_many, None, 400, "events", id="batch-over-50"),
         pytest.param({"events": []}, None, 400, "events", id="empty-batch"),
         pytest.param(page_view("evt-00000001", "http://[::1"), None, 400, "url", id="unparseable-url"),
         pytest.param(page_view("evt-00000001", "javascript:alert(1)"), None, 400, "url", id="not-a-web-url"),
-        pytest.param(page_view("evt-00000001", f"{SITE_ORIGIN}/", visitor="short"), None, 400, "visitor_id",
-                     id="visitor-id-too-short"),
-        pytest.param(page_view("evt-00000001", f"{SITE_ORIGIN}/", visitor="a/b" * 8), None, 400, "visitor_id",
-                     id="visitor-id-bad-characters"),
+        pytest.param(
+            page_view("evt-00000001", f"{SITE_ORIGIN}/", visitor="short"),
+            None,
+            400,
+            "visitor_id",
+            id="visitor-id-too-short",
+        ),
+        pytest.param(
+            page_view("evt-00000001", f"{SITE_ORIGIN}/", visitor="a/b" * 8),
+            None,
+            400,
+            "visitor_id",
+            id="visitor-id-bad-characters",
+        ),
         pytest.param("<xml/>", "application/xml", 415, "content type", id="unsupported-content-type"),
-        pytest.param({"type": "track", **{k: v for k, v in page_view("evt-00000001", f"{SITE_ORIGIN}/").items()
-                                          if k != "type"}}, None, 400, "name", id="track-without-name"),
+        pytest.param(
+            {
+                "type": "track",
+                **{k: v for k, v in page_view("evt-00000001", f"{SITE_ORIGIN}/").items() if k != "type"},
+            },
+            None,
+            400,
+            "name",
+            id="track-without-name",
+        ),
     ],
 )
 def test_bad_input_is_a_4xx_that_names_the_problem_and_writes_nothing(
@@ -206,8 +268,11 @@ def test_bad_input_is_a_4xx_that_names_the_problem_and_writes_nothing(
 
 
 def test_one_bad_event_rejects_the_whole_batch(collect, dynamodb):
-    events = [page_view("evt-00000001", f"{SITE_ORIGIN}/"), page_view("evt-00000002", f"{SITE_ORIGIN}/"),
-              page_view("evt-00000003", "http://[::1")]
+    events = [
+        page_view("evt-00000001", f"{SITE_ORIGIN}/"),
+        page_view("evt-00000002", f"{SITE_ORIGIN}/"),
+        page_view("evt-00000003", "http://[::1"),
+    ]
     status, _, reply = invoke(collect, api_event("POST", "/collect", body={"events": events}))
     assert status == 400
     assert reply["error"]["details"][0]["loc"] == ["events", 2, "url"]
@@ -221,8 +286,10 @@ def test_a_dynamodb_failure_is_a_retryable_503_and_the_retry_stores_once(collect
     real = collect.store.client.transact_write_items
 
     def throttled(**kwargs):
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                          "TransactWriteItems")
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+            "TransactWriteItems",
+        )
 
     monkeypatch.setattr(collect.store.client, "transact_write_items", throttled)
     status, headers, reply = invoke(collect, api_event("POST", "/collect", body=body))
@@ -243,7 +310,9 @@ def test_a_dynamodb_failure_is_a_retryable_503_and_the_retry_stores_once(collect
 def test_cors_allows_configured_origins_only(collect):
     preflight = {"origin": SITE_ORIGIN, "access-control-request-method": "POST"}
     _, allowed, _ = invoke(collect, api_event("OPTIONS", "/collect", headers=preflight))
-    _, foreign, _ = invoke(collect, api_event("OPTIONS", "/collect", headers={**preflight, "origin": "https://evil.test"}))
+    _, foreign, _ = invoke(
+        collect, api_event("OPTIONS", "/collect", headers={**preflight, "origin": "https://evil.test"})
+    )
 
     assert allowed["access-control-allow-origin"] == SITE_ORIGIN
     assert "access-control-allow-origin" not in foreign

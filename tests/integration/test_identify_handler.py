@@ -42,7 +42,9 @@ def store(dynamodb: Any) -> DynamoStore:
     return DynamoStore(TABLE_NAME, client=dynamodb)
 
 
-def visit(collect: ModuleType, visitor: str, url: str, *, hours_ago: float, event_id: str, referrer: str = "") -> None:
+def visit(
+    collect: ModuleType, visitor: str, url: str, *, hours_ago: float, event_id: str, referrer: str = ""
+) -> None:
     ts = int(time.time() * 1000 - hours_ago * HOUR)
     body = {"event_id": event_id, "visitor_id": visitor, "url": url, "referrer": referrer, "ts": ts}
     status, _, reply = invoke(collect, api_event("POST", "/collect", body=body))
@@ -51,7 +53,9 @@ def visit(collect: ModuleType, visitor: str, url: str, *, hours_ago: float, even
 
 def journey(store: DynamoStore, lead_id: str) -> list[str]:
     links = store.links_of_lead(lead_id)
-    touches = journey_touches(links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links})
+    touches = journey_touches(
+        links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links}
+    )
     return [t.channel for t in touches]
 
 
@@ -68,14 +72,31 @@ def form_post(fields: dict[str, str], **headers: str) -> dict[str, Any]:
 
 def test_a_json_submission_creates_the_lead_with_its_anonymous_history(collect, identify, store):
     # Given a visitor who came from a paid search ad, then came back directly
-    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=x", hours_ago=5, event_id="evt-paid-1")
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&gclid=x",
+        hours_ago=5,
+        event_id="evt-paid-1",
+    )
     visit(collect, LAPTOP, f"{SITE_ORIGIN}/pricing", hours_ago=1, event_id="evt-direct-1")
 
     # When they submit a form from a script
-    status, _, reply = invoke(identify, api_event("POST", "/identify", body={
-        "email": "  Jane.Doe@Example.COM ", "visitor_id": LAPTOP, "first_name": "Jane", "company": "Example",
-        "form_id": "demo-request", "industry": "SaaS",
-    }))
+    status, _, reply = invoke(
+        identify,
+        api_event(
+            "POST",
+            "/identify",
+            body={
+                "email": "  Jane.Doe@Example.COM ",
+                "visitor_id": LAPTOP,
+                "first_name": "Jane",
+                "company": "Example",
+                "form_id": "demo-request",
+                "industry": "SaaS",
+            },
+        ),
+    )
 
     # Then the lead exists, keyed by its normalised email, with its whole journey and sources
     assert status == 200
@@ -93,8 +114,13 @@ def test_a_json_submission_creates_the_lead_with_its_anonymous_history(collect, 
 
 
 def test_a_plain_html_form_lands_on_the_thank_you_page(collect, identify, store):
-    fields = {"email": "sam@example.com", "closedloop_visitor_id": LAPTOP, "form_id": "contact-sales",
-              "redirect": f"{SITE_ORIGIN}/thanks.html", "website": ""}
+    fields = {
+        "email": "sam@example.com",
+        "closedloop_visitor_id": LAPTOP,
+        "form_id": "contact-sales",
+        "redirect": f"{SITE_ORIGIN}/thanks.html",
+        "website": "",
+    }
     status, headers, _ = invoke(identify, form_post(fields))
 
     assert status == 303
@@ -105,9 +131,13 @@ def test_a_plain_html_form_lands_on_the_thank_you_page(collect, identify, store)
 def test_a_multipart_form_is_read_too(identify, store):
     boundary = "----closedloopBoundary42"
     parts = [("email", "ana@example.com"), ("closedloop_visitor_id", LAPTOP), ("job_title", "CMO")]
-    body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in parts)
+    body = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in parts
+    )
     body += f"--{boundary}--\r\n"
-    event = api_event("POST", "/identify", body=body.encode(), content_type=f"multipart/form-data; boundary={boundary}")
+    event = api_event(
+        "POST", "/identify", body=body.encode(), content_type=f"multipart/form-data; boundary={boundary}"
+    )
 
     status, _, _ = invoke(identify, event)
 
@@ -131,26 +161,56 @@ def test_a_submission_without_a_visitor_is_an_offline_lead(identify, store):
 
 
 def test_a_second_device_merges_into_the_same_lead(collect, identify, store):
-    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social", hours_ago=48, event_id="evt-li-1")
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social",
+        hours_ago=48,
+        event_id="evt-li-1",
+    )
     invoke(identify, api_event("POST", "/identify", body={"email": "lee@example.com", "visitor_id": LAPTOP}))
-    visit(collect, PHONE, f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email", hours_ago=2, event_id="evt-em-1")
+    visit(
+        collect,
+        PHONE,
+        f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email",
+        hours_ago=2,
+        event_id="evt-em-1",
+    )
 
-    status, _, reply = invoke(identify, api_event("POST", "/identify", body={"email": "LEE@example.com", "visitor_id": PHONE}))
+    status, _, reply = invoke(
+        identify, api_event("POST", "/identify", body={"email": "LEE@example.com", "visitor_id": PHONE})
+    )
 
     assert (status, reply["status"]) == (200, "updated")
-    assert sorted(link.visitor_id for link in store.links_of_lead(reply["lead_id"])) == sorted([LAPTOP, PHONE])
+    assert sorted(link.visitor_id for link in store.links_of_lead(reply["lead_id"])) == sorted(
+        [LAPTOP, PHONE]
+    )
     assert journey(store, reply["lead_id"]) == ["Paid Social", "Email"]
     assert store.get_lead(reply["lead_id"]).original_source.channel == "Paid Social"
 
 
 def test_a_shared_computer_never_counts_a_touch_for_two_leads(collect, identify, store):
     # Given one browser: Alex arrives from an ad and submits, later Blake uses it and submits too
-    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc", hours_ago=10, event_id="evt-alex-1")
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        hours_ago=10,
+        event_id="evt-alex-1",
+    )
     invoke(identify, api_event("POST", "/identify", body={"email": "alex@example.com", "visitor_id": LAPTOP}))
     time.sleep(0.01)
-    invoke(identify, api_event("POST", "/identify", body={"email": "blake@example.com", "visitor_id": LAPTOP}))
+    invoke(
+        identify, api_event("POST", "/identify", body={"email": "blake@example.com", "visitor_id": LAPTOP})
+    )
     # When the browser comes back from a newsletter afterwards
-    visit(collect, LAPTOP, f"{SITE_ORIGIN}/?utm_source=news&utm_medium=email", hours_ago=-0.001, event_id="evt-blake-1")
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=news&utm_medium=email",
+        hours_ago=-0.001,
+        event_id="evt-blake-1",
+    )
 
     # Then the earlier touch is Alex's only, the later one Blake's only
     assert journey(store, lead_id_for("alex@example.com")) == ["Paid Search"]
@@ -175,7 +235,11 @@ def test_the_same_submission_id_is_stored_once(identify, store):
 
 
 def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynamodb):
-    fields = {"email": "bot@example.com", "website": "http://spam.test", "redirect": f"{SITE_ORIGIN}/thanks.html"}
+    fields = {
+        "email": "bot@example.com",
+        "website": "http://spam.test",
+        "redirect": f"{SITE_ORIGIN}/thanks.html",
+    }
     status, headers, _ = invoke(identify, form_post(fields))
     assert (status, headers["location"]) == (303, f"{SITE_ORIGIN}/thanks.html")
     assert item_count(dynamodb) == 0
@@ -189,33 +253,68 @@ def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynam
     [
         pytest.param({"first_name": "No Email"}, "application/json", 400, "email", id="missing-email"),
         pytest.param({"email": "not-an-email"}, "application/json", 400, "email", id="malformed-email"),
-        pytest.param({"email": "a@example.com", "visitor_id": "bad id!"}, "application/json", 400, "visitor_id",
-                     id="malformed-visitor-id"),
-        pytest.param({"email": "a@example.com", "redirect": "https://evil.test/phish"}, "application/json", 400,
-                     "redirect", id="foreign-redirect"),
-        pytest.param({"email": "a@example.com", "redirect": "//evil.test"}, "application/json", 400, "redirect",
-                     id="scheme-relative-redirect"),
-        pytest.param({"email": "a@example.com", "company": "x" * 500}, "application/json", 400, "company",
-                     id="oversized-field"),
-        pytest.param({"email": "a@example.com", **{f"f{i}": "v" for i in range(25)}}, "application/json", 400,
-                     "custom fields", id="too-many-custom-fields"),
+        pytest.param(
+            {"email": "a@example.com", "visitor_id": "bad id!"},
+            "application/json",
+            400,
+            "visitor_id",
+            id="malformed-visitor-id",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "redirect": "https://evil.test/phish"},
+            "application/json",
+            400,
+            "redirect",
+            id="foreign-redirect",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "redirect": "//evil.test"},
+            "application/json",
+            400,
+            "redirect",
+            id="scheme-relative-redirect",
+        ),
+        pytest.param(
+            {"email": "a@example.com", "company": "x" * 500},
+            "application/json",
+            400,
+            "company",
+            id="oversized-field",
+        ),
+        pytest.param(
+            {"email": "a@example.com", **{f"f{i}": "v" for i in range(25)}},
+            "application/json",
+            400,
+            "custom fields",
+            id="too-many-custom-fields",
+        ),
         pytest.param("email=a@example.com", "text/csv", 415, "content type", id="unknown-content-type"),
         pytest.param("[1, 2]", "application/json", 400, "JSON object", id="json-not-an-object"),
-        pytest.param({"email": "a@example.com", "notes": "x" * 70_000}, "application/json", 413, "limit",
-                     id="oversized-body"),
+        pytest.param(
+            {"email": "a@example.com", "notes": "x" * 70_000},
+            "application/json",
+            413,
+            "limit",
+            id="oversized-body",
+        ),
     ],
 )
-def test_bad_input_is_a_4xx_that_says_what_is_wrong_and_writes_nothing(identify, dynamodb, body, content_type,
-                                                                        status, says):
+def test_bad_input_is_a_4xx_that_says_what_is_wrong_and_writes_nothing(
+    identify, dynamodb, body, content_type, status, says
+):
     raw = json.dumps(body) if isinstance(body, dict) else body
-    got, headers, reply = invoke(identify, api_event("POST", "/identify", body=raw, content_type=content_type))
+    got, headers, reply = invoke(
+        identify, api_event("POST", "/identify", body=raw, content_type=content_type)
+    )
     assert got == status
     assert says in json.dumps(reply)
     assert item_count(dynamodb) == 0
 
 
 def test_a_bad_html_form_gets_a_readable_page_not_json(identify, dynamodb):
-    status, headers, body = invoke(identify, form_post({"email": "nope", "redirect": f"{SITE_ORIGIN}/thanks.html"}))
+    status, headers, body = invoke(
+        identify, form_post({"email": "nope", "redirect": f"{SITE_ORIGIN}/thanks.html"})
+    )
     assert status == 400
     assert headers["content-type"].startswith("text/html")
     assert "<h1>" in body and "email" in body
@@ -233,7 +332,10 @@ def test_no_email_reaches_the_logs_even_when_events_are_logged(identify, monkeyp
     stream = io.StringIO()
     previous = logger.registered_handler.setStream(stream)  # type: ignore[attr-defined]
     try:
-        invoke(logged, api_event("POST", "/identify", body={"email": "secret.person@example.com", "visitor_id": LAPTOP}))
+        invoke(
+            logged,
+            api_event("POST", "/identify", body={"email": "secret.person@example.com", "visitor_id": LAPTOP}),
+        )
     finally:
         logger.registered_handler.setStream(previous)  # type: ignore[attr-defined]
 
@@ -248,9 +350,15 @@ def test_the_openapi_document_describes_the_form_body(identify):
     from closedloop.local.gateway import build_http_api_event
     from closedloop.routes import Route
 
-    openapi_event = build_http_api_event(method="GET", raw_path="/openapi.json", raw_query="", headers={},
-                                         body=b"", route=Route("GET", "/openapi.json", "identify"),
-                                         path_parameters={})
+    openapi_event = build_http_api_event(
+        method="GET",
+        raw_path="/openapi.json",
+        raw_query="",
+        headers={},
+        body=b"",
+        route=Route("GET", "/openapi.json", "identify"),
+        path_parameters={},
+    )
     status, _, document = invoke(identify, openapi_event)
     body = document["paths"]["/identify"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}

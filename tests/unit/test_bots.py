@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from closedloop.bots import bot_signature, is_bot
 
 BOTS: dict[str, str | None] = {

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+from pydantic import ValidationError
+
 from closedloop.channels import (
     CLICK_ID_PLATFORMS,
     Channel,
@@ -15,7 +17,6 @@ from closedloop.channels import (
     SourceLists,
     classify_channel,
 )
-from pydantic import ValidationError
 
 
 class Case(NamedTuple):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import pytest
+from pydantic import ValidationError
+
 from closedloop.channels import Channel, SourceLists
 from closedloop.traffic import (
     CLICK_ID_MAX_LENGTH,
@@ -14,7 +16,6 @@ from closedloop.traffic import (
     TrafficSource,
     parse_traffic_source,
 )
-from pydantic import ValidationError
 
 SITE = frozenset({"example.com"})
 TIKTOK_CLICK_ID = "E.C.P." + "x" * (CLICK_ID_MAX_LENGTH - 6)

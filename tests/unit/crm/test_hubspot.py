@@ -563,3 +563,36 @@ def test_behind_a_proxy_the_configured_webhook_url_is_what_is_verified() -> None
         parse_hubspot(arrived, config(), client=None, now_ms=NOW_MS)
     [event] = parse_hubspot(arrived, config(webhook_url=public), client=None, now_ms=NOW_MS)
     assert event.lifecycle is DealLifecycle.WON
+
+
+def test_association_changes_reread_the_deal_whichever_end_it_is(crm_api: FakeCrmApi) -> None:
+    # Given the two events HubSpot sends when a contact is associated with a deal (no objectId)
+    serve_deal(crm_api)
+    batch = [
+        {
+            "eventId": 21,
+            "subscriptionId": 26,
+            "portalId": 33,
+            "appId": 1160452,
+            "occurredAt": 1_794_999_000_021,
+            "subscriptionType": subscription_type,
+            "attemptNumber": 0,
+            "changeSource": "USER",
+            "associationType": association_type,
+            "fromObjectId": from_id,
+            "toObjectId": to_id,
+            "associationRemoved": False,
+            "isPrimaryAssociation": False,
+        }
+        for subscription_type, association_type, from_id, to_id in [
+            ("deal.associationChange", "DEAL_TO_CONTACT", int(DEAL_ID), 201),
+            ("contact.associationChange", "CONTACT_TO_DEAL", 201, int(DEAL_ID)),
+            ("contact.associationChange", "CONTACT_TO_COMPANY", 201, 9),
+        ]
+    ]
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    # When
+    events = parse_hubspot(signed_request(json.dumps(batch).encode()), config(), client=client, now_ms=NOW_MS)
+    # Then both deal ends give the deal, with its contacts re-read; the company association is ignored
+    assert [e.deal_id for e in events] == [DEAL_ID, DEAL_ID]
+    assert events[0].contact_emails == ("ada@example.com", "grace@example.org")

@@ -17,7 +17,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-
 from pydantic import BaseModel
 
 from closedloop.errors import ClientInputError, DependencyError, PayloadTooLargeError
@@ -25,7 +24,15 @@ from closedloop.forms import is_html_form
 from closedloop.observability import logger
 from closedloop.settings import ApiSettings
 
-__all__ = ["build_resolver", "error_body", "html_page", "preflight", "preflight_error", "raw_body", "request_bodies"]
+__all__ = [
+    "build_resolver",
+    "error_body",
+    "html_page",
+    "preflight",
+    "preflight_error",
+    "raw_body",
+    "request_bodies",
+]
 
 JSON = "application/json"
 
@@ -36,7 +43,11 @@ def error_body(code: str, message: str, details: list[dict[str, Any]] | None = N
 
 def _validation_details(errors: list[Any]) -> list[dict[str, Any]]:
     return [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": error.get("type")}
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": error.get("type"),
+        }
         for error in errors
     ]
 
@@ -104,7 +115,9 @@ def build_resolver(
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response:
         content_type = app.current_event.headers.get("content-type", "")
-        return Response(415, JSON, error_body("unsupported_media_type", f"unsupported content type {content_type!r}"))
+        return Response(
+            415, JSON, error_body("unsupported_media_type", f"unsupported content type {content_type!r}")
+        )
 
     @app.exception_handler(ClientInputError)
     def _client_error(exc: ClientInputError) -> Response:
@@ -125,13 +138,17 @@ def build_resolver(
     @app.not_found
     def _not_found(exc: Exception) -> Response:
         path = app.current_event.path
-        return Response(404, JSON, error_body("not_found", f"no route {app.current_event.http_method} {path}"))
+        return Response(
+            404, JSON, error_body("not_found", f"no route {app.current_event.http_method} {path}")
+        )
 
     @app.get("/health", summary="Liveness check", tags=["operations"])
     def health() -> dict[str, str]:
         return {"status": "ok", "service": settings.service_name}
 
-    @app.get("/openapi.json", summary="This API's OpenAPI document", tags=["operations"], include_in_schema=False)
+    @app.get(
+        "/openapi.json", summary="This API's OpenAPI document", tags=["operations"], include_in_schema=False
+    )
     def openapi():  # no return annotation: a Response annotation breaks schema generation
         document = json.loads(app.get_openapi_json_schema(title=title, version="1"))
         for path, body in (documented_bodies or {}).items():

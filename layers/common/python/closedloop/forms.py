@@ -53,7 +53,9 @@ def read_form(content_type: str, body: bytes) -> dict[str, Any]:
 def _read_multipart(content_type: str, body: bytes) -> dict[str, Any]:
     if "boundary=" not in content_type:
         raise InvalidInputError("multipart/form-data without a boundary")
-    message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
     if not message.is_multipart():
         raise InvalidInputError("the multipart body cannot be parsed")
     fields: dict[str, Any] = {}
@@ -63,7 +65,9 @@ def _read_multipart(content_type: str, body: bytes) -> dict[str, Any]:
             continue
         if part.get_filename():
             raise InvalidInputError("file uploads are not accepted", details=[{"loc": ["body", str(name)]}])
-        payload = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            raise InvalidInputError(f"field {name!r} cannot be read", details=[{"loc": ["body", str(name)]}])
         try:
             fields.setdefault(str(name), payload.decode(part.get_content_charset() or "utf-8"))
         except (UnicodeDecodeError, LookupError) as exc:

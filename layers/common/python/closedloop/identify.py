@@ -8,7 +8,14 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from closedloop.errors import InvalidInputError, StoreUnavailableError
-from closedloop.identity import LinkChange, journey_touches, lead_id_for, lead_sources, normalise_email, plan_link
+from closedloop.identity import (
+    LinkChange,
+    journey_touches,
+    lead_id_for,
+    lead_sources,
+    normalise_email,
+    plan_link,
+)
 from closedloop.models.leads import IdentifyRequest, Lead, Submission, VisitorLink
 from closedloop.models.visits import Touch
 from closedloop.store.dynamodb import WriteOutcome
@@ -41,7 +48,7 @@ class IdentifyResult:
 
 
 def safe_redirect(target: str, allowed_origins: tuple[str, ...]) -> str:
-    """``target`` if it is an absolute http(s) URL on an allowed origin; otherwise a 400 (no open redirect)."""
+    """``target`` if it is an absolute http(s) URL on an allowed origin, else a 400 (no open redirect)."""
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}".lower()
     if parts.scheme not in {"http", "https"} or origin not in {o.lower() for o in allowed_origins}:
@@ -60,14 +67,18 @@ def _submission_id(request: IdentifyRequest, email: str, visitor_id: str | None,
     return "sub_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _is_recent_repeat(submissions: list[Submission], visitor_id: str | None, form_id: str | None, at: int) -> bool:
+def _is_recent_repeat(
+    submissions: list[Submission], visitor_id: str | None, form_id: str | None, at: int
+) -> bool:
     return any(
         s.visitor_id == visitor_id and s.form_id == form_id and abs(at - s.occurred_at) < DUPLICATE_WINDOW_MS
         for s in submissions
     )
 
 
-def _merged_profile(previous: Lead | None, request: IdentifyRequest, *, lead_id: str, email: str, at: int) -> Lead:
+def _merged_profile(
+    previous: Lead | None, request: IdentifyRequest, *, lead_id: str, email: str, at: int
+) -> Lead:
     """The latest submission's non-empty fields win; custom fields accumulate."""
     base = previous or Lead(lead_id=lead_id, email=email, created_at=at, updated_at=at)
     updates: dict[str, object] = {
@@ -104,22 +115,33 @@ def identify_lead(
 
     for _attempt in range(MAX_CONFLICTS):
         previous = store.get_lead(lead_id)
-        if previous is not None and not request.submission_id:
-            if _is_recent_repeat(store.submissions_of_lead(lead_id), visitor_id, request.form_id, received_at):
-                return IdentifyResult(lead_id, created=False, duplicate=True)
+        if (
+            previous is not None
+            and not request.submission_id
+            and _is_recent_repeat(
+                store.submissions_of_lead(lead_id), visitor_id, request.form_id, received_at
+            )
+        ):
+            return IdentifyResult(lead_id, created=False, duplicate=True)
 
         change = (
-            plan_link(store.links_of_visitor(visitor_id), visitor_id=visitor_id, lead_id=lead_id, at=received_at)
+            plan_link(
+                store.links_of_visitor(visitor_id), visitor_id=visitor_id, lead_id=lead_id, at=received_at
+            )
             if visitor_id
             else LinkChange(None, None)
         )
         links = [link for link in store.links_of_lead(lead_id) if link != change.closed_link]
         if change.new_link is not None:
             links.append(change.new_link)
-        journey = journey_touches(links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links})
+        journey = journey_touches(
+            links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links}
+        )
 
         lead = _merged_profile(previous, request, lead_id=lead_id, email=email, at=received_at)
-        original, at_creation, latest = lead_sources(journey, lead_created_at=lead.created_at, now=received_at)
+        original, at_creation, latest = lead_sources(
+            journey, lead_created_at=lead.created_at, now=received_at
+        )
         lead = lead.model_copy(
             update={
                 "first_seen_at": journey[0].occurred_at if journey else None,

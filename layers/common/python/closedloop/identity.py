@@ -63,7 +63,9 @@ def plan_link(visitor_links: Sequence[VisitorLink], *, visitor_id: str, lead_id:
         # First identification of this visitor: its whole history comes along, unless earlier links
         # were closed (then only what came after the last one).
         start = max((link.linked_until or 0 for link in visitor_links), default=0)
-        return LinkChange(VisitorLink(visitor_id=visitor_id, lead_id=lead_id, linked_from=start, linked_at=at), None)
+        return LinkChange(
+            VisitorLink(visitor_id=visitor_id, lead_id=lead_id, linked_from=start, linked_at=at), None
+        )
     if current.lead_id == lead_id:
         return LinkChange(None, None)
     switch_at = max(at, current.linked_from + 1)

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 if TYPE_CHECKING:
-    from logging import LogRecord
-
     from aws_lambda_powertools import Tracer
 
 __all__ = ["METRICS_NAMESPACE", "RedactingFormatter", "get_tracer", "logger", "metrics"]
@@ -36,7 +34,7 @@ _PERSONAL = re.compile(
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON lines, with emails and IP addresses replaced by ``[redacted]``."""
 
-    def serialize(self, log: LogRecord) -> str:  # type: ignore[override]
+    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
         return _PERSONAL.sub("[redacted]", super().serialize(log))
 
 

@@ -32,6 +32,13 @@ def _column(values: ArrayLike, dtype: type, name: str, size: int) -> NDArray[Any
     return np.ascontiguousarray(array, dtype=dtype)
 
 
+def _check_offsets(offsets: NDArray[np.int64]) -> None:
+    if offsets.ndim != 1 or offsets.size == 0:
+        raise JourneyBatchError("offsets must be a non-empty one-dimensional array")
+    if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+        raise JourneyBatchError("offsets must start at 0 and never decrease")
+
+
 @dataclass(frozen=True, eq=False, slots=True)
 class JourneyBatch:
     """Journeys as columns: one array per touch attribute, one per journey attribute.
@@ -83,10 +90,9 @@ class JourneyBatch:
 
     def __post_init__(self) -> None:
         offsets = self.offsets
-        if offsets.ndim != 1 or offsets.size == 0 or offsets.dtype != np.int64:
-            raise JourneyBatchError("offsets must be a non-empty one-dimensional int64 array")
-        if offsets[0] != 0 or np.any(np.diff(offsets) < 0):
-            raise JourneyBatchError("offsets must start at 0 and never decrease")
+        if offsets.dtype != np.int64:
+            raise JourneyBatchError("offsets must be int64")
+        _check_offsets(offsets)
         n_touches, n_journeys = int(offsets[-1]), offsets.size - 1
         for name in ("channel", "touch_time", "is_direct"):
             if getattr(self, name).size != n_touches:
@@ -177,6 +183,7 @@ class JourneyBatch:
         if offsets_array.ndim != 1 or offsets_array.size == 0:
             raise JourneyBatchError("offsets must be a non-empty one-dimensional array")
         offsets_array = _column(offsets_array, np.int64, "offsets", offsets_array.size)
+        _check_offsets(offsets_array)
         n_journeys, n_touches = offsets_array.size - 1, int(offsets_array[-1])
         channel_array = _column(channel, np.int32, "channel", n_touches)
         names = tuple(str(name) for name in channel_names)

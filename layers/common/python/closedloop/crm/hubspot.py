@@ -23,10 +23,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from closedloop.crm._common import (
     check_body,
@@ -346,11 +346,33 @@ class _SubscriptionEvent(BaseModel):
 
     event_id: str = Field(alias="eventId", min_length=1)
     subscription_type: str = Field(alias="subscriptionType", min_length=1)
-    object_id: str = Field(alias="objectId", min_length=1)
+    object_id: str | None = Field(default=None, alias="objectId", min_length=1)
+    # association changes name both ends instead of objectId
+    from_object_id: str | None = Field(default=None, alias="fromObjectId")
+    to_object_id: str | None = Field(default=None, alias="toObjectId")
+    association_type: str | None = Field(default=None, alias="associationType")
     occurred_at: int = Field(alias="occurredAt", ge=0)
     object_type_id: str | None = Field(default=None, alias="objectTypeId")
     property_name: str | None = Field(default=None, alias="propertyName")
     merged_object_ids: list[str] = Field(default_factory=list, alias="mergedObjectIds")
+
+    @model_validator(mode="after")
+    def _has_object(self) -> Self:
+        if self.object_id is None and self.from_object_id is None:
+            raise ValueError("objectId is required")
+        return self
+
+    @property
+    def deal_id(self) -> str | None:
+        """The deal the event is about; for an association change, the deal end of it."""
+        if self.object_id is not None:
+            return self.object_id
+        kind = (self.association_type or "").upper()
+        if kind.startswith("DEAL_TO_"):
+            return self.from_object_id
+        if kind.endswith("_TO_DEAL"):
+            return self.to_object_id
+        return None
 
 
 def _lifecycle(properties: Mapping[str, Any], rules: StageRules) -> DealLifecycle:
@@ -424,31 +446,33 @@ def _subscription_events(
     events: list[DealEvent] = []
     deals: dict[str, HubSpotDeal | None] = {}  # one lookup per deal per batch
     for event in parsed:
-        if not _is_deal(event):
-            continue  # the app may subscribe to contacts too; they are not deal events
+        deal_id = event.deal_id
+        # Contact events are not deal events, except a contact associated with or removed from a deal.
+        if deal_id is None or not (_is_deal(event) or event.object_id is None):
+            continue
         action = event.subscription_type.split(".", 1)[1] if "." in event.subscription_type else ""
         if action in {"deletion", "privacyDeletion"}:
-            events.append(_deleted(event.event_id, event.object_id, event.occurred_at))
+            events.append(_deleted(event.event_id, deal_id, event.occurred_at))
             continue
         if action == "merge":
             # The merged-away deals no longer exist; the surviving deal is read below.
             for merged_id in event.merged_object_ids:
-                if merged_id != event.object_id:
+                if merged_id != deal_id:
                     events.append(_deleted(f"{event.event_id}:{merged_id}", merged_id, event.occurred_at))
         if client is None:
             raise CrmApiError("HubSpot deal events need hubspot.private_app_token in the webhook secret")
-        if event.object_id not in deals:
+        if deal_id not in deals:
             try:
-                deals[event.object_id] = client.fetch_deal(event.object_id)
+                deals[deal_id] = client.fetch_deal(deal_id)
             except CrmApiNotFoundError:
-                deals[event.object_id] = None  # deleted since: its deletion event follows
-        deal = deals[event.object_id]
+                deals[deal_id] = None  # deleted since: its deletion event follows
+        deal = deals[deal_id]
         if deal is None:
             continue
         events.append(
             _deal_event(
                 event_id=event.event_id,
-                deal_id=event.object_id,
+                deal_id=deal_id,
                 properties=deal.properties,
                 emails=deal.contact_emails,
                 occurred_at=event.occurred_at,

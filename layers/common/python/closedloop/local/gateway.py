@@ -12,7 +12,7 @@ import mimetypes
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,8 +27,14 @@ __all__ = ["LambdaContextStub", "LocalGateway", "build_http_api_event", "load_fu
 
 REPO_ROOT = Path(__file__).resolve().parents[5]
 SITE_DIR = Path(__file__).resolve().parent / "site"
-TEXT_TYPES = ("text/", "application/json", "application/javascript", "application/x-www-form-urlencoded",
-              "application/xml", "application/soap+xml")
+TEXT_TYPES = (
+    "text/",
+    "application/json",
+    "application/javascript",
+    "application/x-www-form-urlencoded",
+    "application/xml",
+    "application/soap+xml",
+)
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -119,7 +125,9 @@ def build_http_api_event(
 class LocalGateway:
     """Serves the routes of ``closedloop.routes`` (and the demo site) on 127.0.0.1."""
 
-    def __init__(self, *, port: int = 0, functions_dir: Path | None = None, site_dir: Path = SITE_DIR) -> None:
+    def __init__(
+        self, *, port: int = 0, functions_dir: Path | None = None, site_dir: Path = SITE_DIR
+    ) -> None:
         self._functions_dir = functions_dir
         self._site_dir = site_dir
         self._functions: dict[str, tuple[ModuleType, threading.Lock]] = {}
@@ -160,10 +168,12 @@ class LocalGateway:
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's signature
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the functions log what matters."""
 
-            def _send(self, status: int, headers: dict[str, str], body: bytes, cookies: list[str] = ()) -> None:  # type: ignore[assignment]
+            def _send(
+                self, status: int, headers: dict[str, str], body: bytes, cookies: Sequence[str] = ()
+            ) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     if key.lower() not in {"content-length", "connection"}:
@@ -182,7 +192,9 @@ class LocalGateway:
                     self._send(404, {"Content-Type": "text/plain"}, b"not found")
                     return
                 content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-                self._send(200, {"Content-Type": content_type, "Cache-Control": "no-cache"}, target.read_bytes())
+                self._send(
+                    200, {"Content-Type": content_type, "Cache-Control": "no-cache"}, target.read_bytes()
+                )
 
             def _dispatch(self) -> None:
                 parts = urlsplit(self.path)
@@ -210,16 +222,20 @@ class LocalGateway:
                 )
                 try:
                     reply = gateway.invoke(route, event)
-                except Exception:  # noqa: BLE001 - a crashed function is API Gateway's 500, as in AWS
-                    self._send(500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}')
+                except Exception:
+                    self._send(
+                        500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
+                    )
                     return
                 payload = reply.get("body") or ""
                 raw = base64.b64decode(payload) if reply.get("isBase64Encoded") else str(payload).encode()
                 headers = {k: str(v) for k, v in (reply.get("headers") or {}).items()}
                 for key, values in (reply.get("multiValueHeaders") or {}).items():
                     headers[key] = ", ".join(str(v) for v in values)
-                self._send(int(reply.get("statusCode", HTTPStatus.OK)), headers, raw, reply.get("cookies") or [])
+                self._send(
+                    int(reply.get("statusCode", HTTPStatus.OK)), headers, raw, reply.get("cookies") or []
+                )
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
+            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = _dispatch  # noqa: N815
 
         return _Handler

@@ -17,8 +17,14 @@ def main() -> None:
     args = parser.parse_args()
     with LocalStack(port=args.port) as stack:
         print(f"Closedloop local stack on {stack.url}")
-        print(f"  demo site:  {stack.url}/site/index.html?utm_source=newsletter&utm_medium=email&utm_campaign=launch")
-        print(f"  API:        {stack.url}/openapi.json   (DynamoDB, S3 and Secrets Manager: moto on {stack.moto_url})")
+        print(
+            f"  demo site:  {stack.url}/site/index.html"
+            "?utm_source=newsletter&utm_medium=email&utm_campaign=launch"
+        )
+        print(
+            f"  API:        {stack.url}/openapi.json"
+            f"   (DynamoDB, S3 and Secrets Manager: moto on {stack.moto_url})"
+        )
         print("Ctrl-C stops it; nothing is kept.")
         try:
             while True:

@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from closedloop.local.gateway import LocalGateway
 from closedloop.store.schema import create_table
@@ -54,7 +54,8 @@ class LocalStack:
             self._saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value
 
-    def dynamodb(self):  # type: ignore[no-untyped-def]
+    def dynamodb(self) -> Any:
+        """A DynamoDB client of the local stack's moto server (for tests and the demo)."""
         import boto3
 
         return boto3.client("dynamodb", region_name=self.region, endpoint_url=self.moto_url)
@@ -71,7 +72,7 @@ class LocalStack:
             {
                 "AWS_ENDPOINT_URL": self.moto_url,
                 "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto's fake credentials
+                "AWS_SECRET_ACCESS_KEY": "local",
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "TABLE_NAME": self.table_name,

@@ -42,7 +42,9 @@ class CollectEvent(BaseModel):
     ts: EpochMillis | None = Field(default=None, description="Client time the event happened (ms epoch).")
     sent_at: EpochMillis | None = Field(default=None, description="Client time the request was sent.")
     name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    props: Annotated[dict[Annotated[str, Field(max_length=100)], PropValue], Field(max_length=50)] | None = None
+    props: Annotated[dict[Annotated[str, Field(max_length=100)], PropValue], Field(max_length=50)] | None = (
+        None
+    )
 
     @model_validator(mode="after")
     def _track_has_a_name(self) -> CollectEvent:

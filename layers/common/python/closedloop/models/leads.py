@@ -1,4 +1,4 @@
-"""Leads: what a form post says (``IdentifyRequest``), and what the store keeps (``Lead``, links, submissions)."""
+"""Leads: what a form post says (``IdentifyRequest``) and what the store keeps (leads, links, submissions)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ class IdentifyRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
-    email: Annotated[str, Field(min_length=3, max_length=320, description="Required; validated and normalised.")]
+    email: Annotated[
+        str, Field(min_length=3, max_length=320, description="Required; validated and normalised.")
+    ]
     visitor_id: VisitorId | None = Field(default=None, description="The tracker's visitor id (JSON).")
     closedloop_visitor_id: VisitorId | None = Field(
         default=None, description="The tracker's hidden field on HTML forms."
@@ -66,7 +68,9 @@ class IdentifyRequest(BaseModel):
             raise ValueError(f"at most {MAX_CUSTOM_FIELDS} custom fields; got {len(extra)}")
         for key, value in extra.items():
             if len(key) > MAX_CUSTOM_KEY or not isinstance(value, str | int | float | bool | None):
-                raise ValueError(f"custom field {key[:MAX_CUSTOM_KEY]!r} must be a short name with a plain value")
+                raise ValueError(
+                    f"custom field {key[:MAX_CUSTOM_KEY]!r} must be a short name with a plain value"
+                )
             if isinstance(value, str) and len(value) > MAX_CUSTOM_VALUE:
                 raise ValueError(f"custom field {key!r} is over {MAX_CUSTOM_VALUE} characters")
         return self

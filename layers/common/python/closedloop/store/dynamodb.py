@@ -79,7 +79,9 @@ class DynamoStore:
             from botocore.config import Config
 
             # Standard retry mode backs off on throttling; after that the caller gets a 503 to retry.
-            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
+            )
             self._client = boto3.client("dynamodb", config=config)
         return self._client
 
@@ -307,7 +309,11 @@ class DynamoStore:
                 "Put": {
                     "TableName": self.table_name,
                     "Item": self._item(
-                        {"pk": f"L#{lead.lead_id}", "sk": f"S#{submission.submission_id}", **submission.model_dump()}
+                        {
+                            "pk": f"L#{lead.lead_id}",
+                            "sk": f"S#{submission.submission_id}",
+                            **submission.model_dump(),
+                        }
                     ),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
