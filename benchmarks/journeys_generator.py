@@ -109,12 +109,17 @@ def generate_journeys(n_journeys: int, seed: int = 2026) -> SyntheticJourneys:
         channel[offsets[active] + step] = current[active]
 
     owner = np.repeat(np.arange(n_journeys), length)
-    exposed = np.zeros((n_journeys, n_channels), dtype=np.bool_)
-    exposed[owner, channel] = True
-    survival = (1.0 - BASE_RATE) * np.prod(np.where(exposed, 1.0 - lift, 1.0), axis=1)
+    exposed = np.zeros((n_channels, n_journeys), dtype=np.bool_)
+    exposed[channel, owner] = True
+    log_survival = np.full(n_journeys, np.log1p(-BASE_RATE))
+    for code in range(n_channels):
+        log_survival[exposed[code]] += np.log1p(-lift[code])
+    survival = np.exp(log_survival)
     converted = rng.random(n_journeys) < 1.0 - survival
     # Removing c from S raises survival by the factor 1 / (1 - lift_c).
-    true_incremental = (exposed * (survival[:, None] * lift / (1.0 - lift))).sum(axis=0)
+    true_incremental = np.array(
+        [survival[exposed[code]].sum() * lift[code] / (1.0 - lift[code]) for code in range(n_channels)]
+    )
 
     gap = np.rint(rng.exponential(4 * _DAY, n_touches)).astype(np.int64)
     gap[offsets[:-1]] = 0

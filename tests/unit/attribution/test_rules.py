@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
+
 from closedloop.attribution import (
     RULE_BASED_MODELS,
     AttributionModel,

@@ -482,7 +482,10 @@ def test_deal_subscriptions_without_a_token_are_a_configuration_error() -> None:
     [
         (b"not json", "not valid JSON"),
         (b"42", "array of events"),
-        (json.dumps([{"eventId": 1, "subscriptionType": "deal.creation"}]).encode(), "objectId"),
+        (
+            json.dumps([{"eventId": 1, "subscriptionType": "deal.creation", "occurredAt": 1}]).encode(),
+            "objectId",
+        ),
         (json.dumps(["x"]).encode(), "not an object"),
     ],
 )

@@ -20,6 +20,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", "collect"),
     Route("GET", "/openapi.json", "collect"),
     Route("POST", "/identify", "identify"),
+    Route("POST", "/webhooks/{crm}", "crm_webhook"),
 )
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ApiSettings", "CollectSettings", "IdentifySettings", "Settings"]
+__all__ = ["ApiSettings", "CollectSettings", "IdentifySettings", "Settings", "WebhookSettings"]
 
 
 def _split_list(value: object) -> object:
@@ -81,3 +81,14 @@ class IdentifySettings(ApiSettings):
     """Settings of the identify function."""
 
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+
+
+class WebhookSettings(ApiSettings):
+    """Settings of the CRM webhook function."""
+
+    # The Secrets Manager secret holding the CRM credentials (one JSON key per CRM).
+    webhook_secret_arn: Annotated[str, Field(min_length=1, max_length=2048)]
+    # How long a warm function keeps the secret before reading it again, seconds.
+    webhook_secret_max_age: Annotated[int, Field(ge=0, le=3600)] = 300
+    # HubSpot batches at most 100 events and Salesforce 100 notifications: 1 MiB is far above both.
+    max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 1_048_576

@@ -203,11 +203,12 @@ class _Run:
         self.batch = batch
         self.options = options
         self.prepared = prepare(batch, options)
-        self._effects: RemovalEffects | None = None
 
     @cached_property
     def converting(self) -> PreparedJourneys:
-        return self.prepared.take(np.flatnonzero(self.prepared.converted))
+        # A row of weight 0 stands for no journey: nothing to credit.
+        prepared = self.prepared
+        return prepared.take(np.flatnonzero(prepared.converted & (prepared.weight > 0)))
 
     @cached_property
     def layout(self) -> TouchLayout:
@@ -218,12 +219,10 @@ class _Run:
         has_touch = seg.lengths(self.converting.offsets) > 0
         return self.converting.journey_index[~has_touch]
 
-    @property
+    @cached_property
     def removal_effects(self) -> RemovalEffects:
-        if self._effects is None:
-            chain = fit_markov_chain(self.prepared, self.options.markov_order, self.options.markov_max_states)
-            self._effects = removal_effects_of(chain, self.batch.channel_names, self.options.markov_order)
-        return self._effects
+        chain = fit_markov_chain(self.prepared, self.options.markov_order, self.options.markov_max_states)
+        return removal_effects_of(chain, self.batch.channel_names, self.options.markov_order)
 
     def _spread(self, touch_weight: FloatArray) -> FloatArray:
         converting = self.converting
@@ -251,6 +250,7 @@ class _Run:
         touch_weight = member_share[np.searchsorted(member_key, lookup)] if lookup.size else np.zeros(0)
         return self._spread(touch_weight)
 
+    @cached_property
     def journey_weight(self) -> tuple[FloatArray, FloatArray]:
         """Weight and value of the converting journey of each touch."""
         owner = self.layout.owner
@@ -288,22 +288,25 @@ def attribute(
     run = _Run(batch, options or AttributionOptions())
     converting = run.converting
     owner = run.layout.owner
-    _, value = run.journey_weight()
-    pieces: list[tuple[NDArray[np.int64], FloatArray, int]] = []
+    _, value = run.journey_weight
+    rows_of: list[NDArray[np.int64]] = [np.zeros(0, dtype=np.int64)]
+    credit_of: list[FloatArray] = [np.zeros(0)]
+    model_of: list[NDArray[np.int8]] = [np.zeros(0, dtype=np.int8)]
     for index, model in enumerate(chosen):
         share = run.shares(model)
         rows = np.flatnonzero(share > 0)
-        pieces.append((rows, share[rows], index))
-    rows = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, dtype=np.int64)
-    credit = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0)
-    model_code = np.concatenate([np.full(p[0].size, p[2], dtype=np.int8) for p in pieces]) if pieces else rows
+        rows_of.append(rows)
+        credit_of.append(share[rows])
+        model_of.append(np.full(rows.size, index, dtype=np.int8))
+    rows = np.concatenate(rows_of)
+    credit = np.concatenate(credit_of)
     return Credits(
         models=chosen,
         channel_names=batch.channel_names,
         journey=converting.journey_index[owner[rows]],
         touch=converting.touch_index[rows],
         channel=converting.channel[rows],
-        model=model_code.astype(np.int8),
+        model=np.concatenate(model_of),
         credit=credit,
         value_credit=credit * value[rows],
         unattributed=run.unattributed,
@@ -343,7 +346,7 @@ def channel_totals(
     conversions = np.zeros((len(chosen), n_channels))
     values = np.zeros((len(chosen), n_channels))
     prepared = run.prepared
-    converting = prepared.converted
+    converting = prepared.converted & (prepared.weight > 0)
     has_touch = prepared.offsets[1:] > prepared.offsets[:-1]
     attributed = converting & has_touch
     unattributed = converting & ~has_touch
@@ -357,7 +360,7 @@ def channel_totals(
             values[index] = attributed_value * effects.value_share
             continue
         share = run.shares(model)
-        weight, value = run.journey_weight()
+        weight, value = run.journey_weight
         channel = run.converting.channel
         conversions[index] = np.bincount(channel, weights=share * weight, minlength=n_channels)
         values[index] = np.bincount(channel, weights=share * value, minlength=n_channels)

@@ -391,6 +391,8 @@ class PreparedJourneys:
 
     def take(self, journeys: NDArray[np.int64]) -> PreparedJourneys:
         """The selected journeys (indices into this prepared batch)."""
+        if journeys.size == self.n_journeys and np.array_equal(journeys, np.arange(self.n_journeys)):
+            return self  # all of them, in order: nothing to copy
         offsets, touches = seg.take(self.offsets, journeys)
         touch_index = self.touch_index[touches]
         selected = PreparedJourneys(
@@ -446,12 +448,20 @@ def prepare(batch: JourneyBatch, options: AttributionOptions) -> PreparedJourney
     offsets = batch.offsets
     last_time = seg.reduce(np.maximum, batch.touch_time, offsets, 0)
     anchor = np.where(batch.converted, batch.conversion_time, last_time).astype(np.int64)
-    age = np.repeat(anchor, seg.lengths(offsets)) - batch.touch_time
-    # A touch after the conversion cannot have caused it.
-    keep = age >= 0
     lookback = options.lookback_seconds
-    if lookback is not None:
-        keep &= age <= lookback
+    times = batch.touch_time
+    if (
+        times.size
+        and times.max() <= anchor.min()
+        and (lookback is None or times.min() >= anchor.max() - lookback)
+    ):
+        keep = np.ones(times.size, dtype=np.bool_)  # every touch is in every window: no per-touch test
+    else:
+        age = np.repeat(anchor, seg.lengths(offsets)) - times
+        # A touch after the conversion cannot have caused it.
+        keep = age >= 0
+        if lookback is not None:
+            keep &= age <= lookback
     if options.excluded_channels:
         excluded_codes = [
             i for i, name in enumerate(batch.channel_names) if name in options.excluded_channels

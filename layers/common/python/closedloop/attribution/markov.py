@@ -110,40 +110,43 @@ def _state_sequences(journeys: PreparedJourneys, order: int) -> tuple[NDArray[np
         raise AttributionError(f"markov order {order} is too high for {journeys.n_channels} channels")
     is_first = np.zeros(journeys.channel.size, dtype=np.bool_)
     is_first[offsets[:-1][offsets[1:] > offsets[:-1]]] = True
-    key = journeys.channel.astype(np.int64) + 1
     if order == 1:
-        is_window = np.ones(key.size, dtype=np.bool_)
-    else:
-        position = seg.positions(offsets)
-        size = seg.lengths(offsets)[seg.owner(offsets)]
-        code = key.copy()
-        for lag in range(1, order):
-            shifted = np.zeros_like(code)
-            shifted[lag:] = code[:-lag]
-            # Digits before the journey's first touch stay 0 (a short journey's partial window).
-            key += np.where(position >= lag, shifted, 0) * base**lag
-        # A window ends at every touch once ``order`` touches are seen (or at the last touch of
-        # a journey shorter than that).
-        is_window = (position >= order - 1) | ((size < order) & (position == size - 1))
+        channel = journeys.channel
+        repeated = np.zeros(channel.size, dtype=np.bool_)
+        np.equal(channel[1:], channel[:-1], out=repeated[1:])
+        repeated &= ~is_first
+        kept_index = np.flatnonzero(~repeated)
+        return np.add(channel[kept_index], 1, dtype=np.int64), np.searchsorted(kept_index, offsets)
+    position = seg.positions(offsets)
+    size = seg.lengths(offsets)[seg.owner(offsets)]
+    code = journeys.channel.astype(np.int64) + 1
+    key = code.copy()
+    for lag in range(1, order):
+        shifted = np.zeros_like(code)
+        shifted[lag:] = code[:-lag]
+        # Digits before the journey's first touch stay 0 (a short journey's partial window).
+        key += np.where(position >= lag, shifted, 0) * base**lag
+    # A window ends at every touch once ``order`` touches are seen (or at the last touch of a
+    # journey shorter than that).
+    is_window = (position >= order - 1) | ((size < order) & (position == size - 1))
     repeated = np.zeros(key.size, dtype=np.bool_)
     repeated[1:] = (key[1:] == key[:-1]) & is_window[:-1] & ~is_first[1:]
-    kept = is_window & ~repeated
-    kept_before = np.zeros(key.size + 1, dtype=np.int64)
-    np.cumsum(kept, out=kept_before[1:])
-    return key[kept], kept_before[offsets]
+    kept_index = np.flatnonzero(is_window & ~repeated)
+    return key[kept_index], np.searchsorted(kept_index, offsets)
 
 
 def _state_ids(
     key: NDArray[np.int64], n_channels: int, order: int
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Dense state ids (from 1; 0 is the start) and the window key of each id."""
+    if order == 1:
+        # Every channel gets its state, seen or not: the id is the code + 1, the key itself.
+        return key, np.arange(1, n_channels + 1, dtype=np.int64)
     n_keys = (n_channels + 1) ** order
     if n_keys <= 1 << 22:
         # A small key space: a presence table is faster than sorting.
         present = np.zeros(n_keys, dtype=np.bool_)
         present[key] = True
-        if order == 1:
-            present[1:] = True  # every channel gets its state, seen or not: ids are codes + 1
         ids = np.cumsum(present)
         return ids[key], np.flatnonzero(present)
     unique_keys, inverse = np.unique(key, return_inverse=True)
@@ -183,23 +186,18 @@ def fit_markov_chain(journeys: PreparedJourneys, order: int = 1, max_states: int
     last = state_offsets[1:][has_states] - 1
     journey_weight = weight[has_states]
     exit_state = np.where(journeys.converted[has_states], conversion, null)
-    inner = np.ones(state.size, dtype=np.bool_)
-    inner[state_offsets[1:][has_states] - 1] = False  # a journey's last state has no successor
-    inner_from = state[inner]
-    inner_to = state[1:][inner[:-1]]  # the very last state is never inner
-    pair = np.concatenate(
-        [
-            state[first],  # (start) -> first state: row 0
-            inner_from * width + inner_to,
-            state[last] * width + exit_state,
-        ]
-    )
-    state_weight = np.repeat(weight, np.diff(state_offsets))
-    pair_weight = np.concatenate([journey_weight, state_weight[inner], journey_weight])
+    # Every state is entered from the one before it, or from (start) = 0 for a journey's first.
+    previous = np.empty_like(state)
+    previous[1:] = state[:-1]
+    previous[first] = 0
+    entries = previous * width + state
+    exits = state[last] * width + exit_state
+    pair = np.concatenate([entries, exits])
+    pair_weight = np.concatenate([np.repeat(weight, np.diff(state_offsets)), journey_weight])
     counts = np.bincount(pair, weights=pair_weight, minlength=n_states * width).reshape(n_states, width)
     row_total = counts.sum(axis=1)
     safe_total = np.where(row_total > 0, row_total, 1.0)
-    converting_exit = journeys.converted[has_states]
+    converting_exit = journeys.converted[has_states] & (journey_weight > 0)
     value_flow = np.bincount(
         state[last][converting_exit],
         weights=journeys.conversion_value[has_states][converting_exit],

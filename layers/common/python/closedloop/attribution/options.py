@@ -96,8 +96,9 @@ class AttributionOptions(BaseModel):
     """Journeys with at most this many distinct channels get exact Shapley values (2^k coalitions)."""
     shapley_samples: Annotated[int, Field(ge=1)] = 2000
     """Permutations sampled for journeys with more distinct channels than ``shapley_max_exact``."""
-    shapley_prior_journeys: Annotated[float, Field(ge=0.0)] = 10.0
-    """Shrinkage of a channel set's observed conversion rate towards the logistic model, in journeys."""
+    shapley_prior_journeys: Annotated[float, Field(ge=0.0)] = 100.0
+    """Shrinkage of a channel set's observed conversion rate towards the logistic model, in journeys:
+    a set seen in far fewer journeys than this leans on the model (rare sets are noisy)."""
     seed: int = 0
     """Seed of the only random step (Shapley permutation sampling); results are deterministic."""
 

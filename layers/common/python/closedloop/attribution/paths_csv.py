@@ -170,9 +170,11 @@ def parse_paths_csv(
     channel = recode[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
     blank = channel < 0
     n_rows = table.num_rows
-    named_tokens = np.add.reduceat((~blank).astype(np.int64), list_offsets[:-1]) if n_rows else np.zeros(0)
     columns: dict[str, NDArray[np.float64]] = {}
-    empty_row = named_tokens == 0
+    if blank.any():
+        empty_row = np.add.reduceat((~blank).astype(np.int64), list_offsets[:-1]) == 0
+    else:
+        empty_row = np.zeros(n_rows, dtype=np.bool_)
     for name in PATH_COLUMNS[1:]:
         if name in table.column_names:
             array = table.column(name).combine_chunks()

@@ -134,6 +134,7 @@ class LocalGateway:
         self._load_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._request_handler())
         self._server.daemon_threads = True
+        self._server.block_on_close = False  # browsers keep connections open; do not wait for them
         self._thread: threading.Thread | None = None
 
     @property

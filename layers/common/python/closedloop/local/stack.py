@@ -6,6 +6,7 @@ endpoint override in AWS; nothing in the product knows it runs locally.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from closedloop.local import moto_speedups
 from closedloop.local.gateway import LocalGateway
 from closedloop.store.schema import create_table
 
@@ -63,6 +65,8 @@ class LocalStack:
     def __enter__(self) -> Self:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+        moto_speedups.install()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
         # The gateway's port must be known before the functions load: it is the allowed origin.

@@ -13,6 +13,7 @@ from closedloop.errors import StoreUnavailableError
 from closedloop.identity import LinkChange
 from closedloop.models.leads import Lead, Submission, VisitorLink
 from closedloop.models.visits import PageView, Touch, VisitorState
+from closedloop.store.deals import DealStoreMixin
 from closedloop.store.schema import BY_DAY_INDEX
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
-class DynamoStore:
+class DynamoStore(DealStoreMixin):
     """The Closedloop table. Pass ``client`` (moto's, a stub) in tests; otherwise one is made on first use.
 
     boto3 is imported lazily: the collect function's cold start must stay small, and a request that is
@@ -357,3 +358,13 @@ class DynamoStore:
         except BotoCoreError as exc:
             raise StoreUnavailableError("DynamoDB unreachable") from exc
         return WriteOutcome.STORED
+
+    def leads_updated_on(self, day: str) -> Iterator[Lead]:
+        """Every lead whose profile last changed on UTC day ``yyyy-mm-dd``: one Query on the by-day index."""
+        items = self._query(
+            IndexName=BY_DAY_INDEX,
+            KeyConditionExpression="gsi1pk = :day",
+            ExpressionAttributeValues={":day": {"S": f"LD#{day}"}},
+        )
+        for item in items:
+            yield Lead.model_validate(item)

@@ -1,0 +1,122 @@
+"""CRM webhook function: ``POST /webhooks/{crm}`` verifies a delivery, stores its deal events, answers.
+
+The answer is a 2xx only once every event is stored, so a CRM's retry is always safe. Salesforce gets
+its SOAP acknowledgement (and a SOAP fault, with the same 4xx/5xx status, when refused); the others a
+small JSON count.
+"""
+
+import html
+import json
+import os
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from closedloop.api import build_resolver, preflight, preflight_error, raw_body
+from closedloop.clock import now_ms
+from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, parse_crm_webhook, salesforce_ack
+from closedloop.deals import WebhookSecret, record_delivery
+from closedloop.errors import ClientInputError, ClosedloopError
+from closedloop.observability import get_tracer, logger, metrics
+from closedloop.settings import WebhookSettings
+from closedloop.store import DynamoStore
+
+settings = WebhookSettings.from_env(os.environ)
+store = DynamoStore(settings.table_name)
+webhook_secret = WebhookSecret(settings.webhook_secret_arn, max_age=settings.webhook_secret_max_age)
+tracer = get_tracer()
+app = build_resolver(settings, title="Closedloop CRM webhooks")
+
+SOAP_XML = "text/xml; charset=utf-8"
+SOAP_FAULT = """<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">
+  <soapenv:Body>
+    <soapenv:Fault>
+      <faultcode>soapenv:{code}</faultcode>
+      <faultstring>{message}</faultstring>
+    </soapenv:Fault>
+  </soapenv:Body>
+</soapenv:Envelope>
+"""
+
+
+def _webhook_request(event: dict[str, Any]) -> WebhookRequest:
+    """The delivery as the CRM sent it: the full URL it called (HubSpot signs it), headers, raw body."""
+    context = event.get("requestContext") or {}
+    url = f"https://{context.get('domainName', '')}{event.get('rawPath', '')}"
+    if event.get("rawQueryString"):
+        url = f"{url}?{event['rawQueryString']}"
+    return WebhookRequest(
+        method=(context.get("http") or {}).get("method", "POST"),
+        url=url,
+        headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
+        body=raw_body(event),
+    )
+
+
+@app.post(
+    "/webhooks/<crm>", summary="A CRM's deal events (HubSpot, Salesforce, Pipedrive, generic)", tags=["crm"]
+)
+def post_webhook(crm: str):  # no return annotation: Salesforce's answer is XML
+    name = "unknown"
+    try:
+        name = parse_crm_name(crm).value
+        events = parse_crm_webhook(name, _webhook_request(app.current_event.raw_event), webhook_secret.load())
+        result = record_delivery(events, store=store, received_at=now_ms())
+    except ClosedloopError as exc:
+        reason = getattr(exc, "code", type(exc).__name__)
+        logger.info("webhook refused", crm=name, reason=reason)
+        metrics.add_dimension(name="crm", value=name)
+        metrics.add_dimension(name="reason", value=reason)
+        metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
+        raise
+    logger.info(
+        "webhook stored",
+        crm=name,
+        received=result.received,
+        duplicates=result.duplicates,
+        applied=result.applied,
+        offline_leads=result.offline_leads,
+    )
+    metrics.add_dimension(name="crm", value=name)
+    metrics.add_metric(name="WebhooksAccepted", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="DealEventsStored", unit=MetricUnit.Count, value=result.received - result.duplicates
+    )
+    metrics.add_metric(name="DealEventsDuplicated", unit=MetricUnit.Count, value=result.duplicates)
+    metrics.add_metric(name="OfflineLeadsCreated", unit=MetricUnit.Count, value=result.offline_leads)
+    if name == CrmName.SALESFORCE:
+        return Response(200, SOAP_XML, salesforce_ack())
+    return Response(
+        200, "application/json", json.dumps({"received": result.received, "duplicates": result.duplicates})
+    )
+
+
+def _as_soap_fault(reply: dict[str, Any]) -> dict[str, Any]:
+    """Salesforce reads SOAP: the same status, the error's message as a fault it shows the admin."""
+    try:
+        message = json.loads(reply.get("body") or "")["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = "the request was refused"
+    code = "Server" if int(reply["statusCode"]) >= 500 else "Client"
+    headers = {**(reply.get("headers") or {}), "Content-Type": SOAP_XML}
+    body = SOAP_FAULT.format(code=code, message=html.escape(str(message)))
+    return {**reply, "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        preflight(event, max_body_bytes=settings.max_body_bytes, json_text_routes=frozenset())
+    except ClientInputError as exc:
+        reply = preflight_error(exc, event, settings)
+    else:
+        reply = app.resolve(event, context)
+    crm = str((event.get("pathParameters") or {}).get("crm", "")).strip().lower()
+    if crm == CrmName.SALESFORCE and int(reply["statusCode"]) >= 400:
+        return _as_soap_fault(reply)
+    return reply

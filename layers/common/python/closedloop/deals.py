@@ -1,0 +1,329 @@
+"""Recording CRM deal events: the deal's state, its history, and the leads of its contacts.
+
+The webhook function verifies and parses a delivery (:func:`closedloop.crm.parse_crm_webhook`), then
+calls :func:`record_delivery`. Every write is idempotent, so a CRM may redeliver any number of times:
+
+1. Each contact e-mail becomes a lead id (:func:`closedloop.identity.lead_id_for`, the same id the
+   identify function gives a form submission of that address). A contact with no lead yet gets an
+   *offline lead*: a profile with no visitors, created before the deal is written (a conditional put,
+   so a retry changes nothing). When that person later fills a form, identify completes that profile
+   and links their visitor, and the deal reaches their journey through the lead.
+2. One transaction per event stores the event in the deal's history (once per event id), the deal's
+   new state (only over the revision it was computed from) and the links of new leads to the deal.
+   An event older than the state is kept in the history but does not move the state.
+
+The answer to the CRM goes out only after :func:`record_delivery` returns: every event is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from closedloop.crm import CrmName, CrmNotConfiguredError, CrmSecrets, DealEvent, DealState, next_deal_state
+from closedloop.errors import DependencyError, InvalidInputError, StoreUnavailableError
+from closedloop.identity import lead_id_for, normalise_email
+from closedloop.models.leads import Lead
+from closedloop.observability import logger
+from closedloop.store.dynamodb import WriteOutcome
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import BaseProvider
+
+__all__ = [
+    "MAX_CONFLICTS",
+    "DealLink",
+    "DealStore",
+    "DeliveryResult",
+    "RecordedEvent",
+    "StoredDeal",
+    "WebhookSecret",
+    "WebhookSecretError",
+    "contact_leads",
+    "parse_webhook_secret",
+    "record_deal_event",
+    "record_delivery",
+]
+
+# Re-reads of a deal whose state another delivery changed between our read and our write.
+MAX_CONFLICTS = 5
+
+
+class StoredDeal(DealState):
+    """A deal's state as the store keeps it: the :class:`~closedloop.crm.DealState`, the leads of its
+    contacts, and the bookkeeping of the optimistic lock."""
+
+    lead_ids: Annotated[
+        tuple[str, ...], Field(description="Leads of the deal's contacts (lead_id_for of each e-mail).")
+    ] = ()
+    revision: Annotated[
+        int, Field(ge=0, description="Optimistic lock: +1 at every write of the state (0 = never written).")
+    ] = 0
+    changed_at: Annotated[int, Field(ge=0, description="Server time of the last write of the state, ms.")] = 0
+
+
+class DealLink(BaseModel):
+    """Lead ``lead_id`` is a contact of CRM deal ``deal_id`` (since ``linked_at``, server time, ms)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    lead_id: str
+    crm: CrmName
+    deal_id: str
+    linked_at: int
+
+
+class DealStore(Protocol):
+    """What recording a deal event needs from the store (:class:`~closedloop.store.DynamoStore`)."""
+
+    def get_deal(self, crm: CrmName | str, deal_id: str) -> StoredDeal | None: ...
+    def put_lead_if_absent(self, lead: Lead) -> bool: ...
+    def record_deal_event(
+        self,
+        event: DealEvent,
+        *,
+        state: StoredDeal | None,
+        previous: StoredDeal | None,
+        received_at: int,
+    ) -> WriteOutcome: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """What storing one event did."""
+
+    duplicate: bool  # stored before (a CRM retry): nothing changed
+    applied: bool  # moved the deal's state; False for a duplicate or an event older than the state
+    offline_leads: int  # leads created for contacts who never filled a form
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What storing one delivery did: ``received`` events, of which ``duplicates`` were stored before."""
+
+    received: int = 0
+    duplicates: int = 0
+    applied: int = 0
+    offline_leads: int = 0
+
+
+def contact_leads(emails: Iterable[str]) -> dict[str, str]:
+    """Return the lead id of each contact e-mail, normalised as the identify function does.
+
+    Parameters
+    ----------
+    emails
+        The deal's contact e-mails.
+
+    Returns
+    -------
+    dict of str to str
+        Lead id to normalised e-mail, first occurrence first. Addresses the identify function would
+        refuse are left out (and counted in the log, never shown).
+    """
+    leads: dict[str, str] = {}
+    skipped = 0
+    for email in emails:
+        try:
+            normalised = normalise_email(email)
+        except InvalidInputError:
+            skipped += 1
+            continue
+        leads.setdefault(lead_id_for(normalised), normalised)
+    if skipped:
+        logger.info("contact e-mails skipped: not valid addresses", skipped=skipped)
+    return leads
+
+
+def _stored_state(
+    state: DealState, previous: StoredDeal | None, leads: Sequence[str], received_at: int
+) -> StoredDeal:
+    lead_ids = tuple(dict.fromkeys((*(previous.lead_ids if previous else ()), *leads)))
+    fields = {name: getattr(state, name) for name in DealState.model_fields}
+    return StoredDeal(
+        **fields, lead_ids=lead_ids, revision=previous.revision if previous else 0, changed_at=received_at
+    )
+
+
+def record_deal_event(event: DealEvent, *, store: DealStore, received_at: int) -> RecordedEvent:
+    """Store one deal event: its contacts' offline leads, then its history, the state and the links.
+
+    Parameters
+    ----------
+    event
+        A verified, normalised event.
+    store
+        The store.
+    received_at
+        Server time of the delivery, ms: the offline leads' creation time and the day the deal is
+        indexed under as changed.
+
+    Returns
+    -------
+    RecordedEvent
+        Whether it was a duplicate, whether it moved the state, and how many leads it created.
+
+    Raises
+    ------
+    StoreUnavailableError
+        DynamoDB failed, or the deal kept changing under concurrent deliveries; what was written is
+        complete on its own (offline leads), so the CRM's retry is safe.
+    """
+    leads = contact_leads(event.contact_emails)
+    created = 0
+    for lead_id, email in leads.items():
+        lead = Lead(lead_id=lead_id, email=email, created_at=received_at, updated_at=received_at, version=1)
+        created += store.put_lead_if_absent(lead)
+
+    for _attempt in range(MAX_CONFLICTS):
+        previous = store.get_deal(event.crm, event.deal_id)
+        state = next_deal_state(previous, event)
+        # Contacts accumulate on the state (next_deal_state merges them), and so do their leads.
+        stored = None if state is None else _stored_state(state, previous, list(leads), received_at)
+        outcome = store.record_deal_event(event, state=stored, previous=previous, received_at=received_at)
+        if outcome is WriteOutcome.STORED:
+            return RecordedEvent(duplicate=False, applied=stored is not None, offline_leads=created)
+        if outcome is WriteOutcome.DUPLICATE:
+            return RecordedEvent(duplicate=True, applied=False, offline_leads=created)
+    raise StoreUnavailableError("the deal kept changing under concurrent deliveries")
+
+
+def record_delivery(events: Sequence[DealEvent], *, store: DealStore, received_at: int) -> DeliveryResult:
+    """Store every event of one delivery, in order (the answer to the CRM waits for this).
+
+    Parameters
+    ----------
+    events
+        The delivery's events, as :func:`closedloop.crm.parse_crm_webhook` returned them.
+    store
+        The store.
+    received_at
+        Server time of the delivery, ms.
+
+    Returns
+    -------
+    DeliveryResult
+        Counts of the events received, duplicates, applied to a state, and offline leads created.
+
+    Raises
+    ------
+    StoreUnavailableError
+        As :func:`record_deal_event`; the events before the failing one are stored, and the CRM's
+        retry finds them as duplicates.
+    """
+    duplicates = applied = offline = 0
+    for event in events:
+        recorded = record_deal_event(event, store=store, received_at=received_at)
+        duplicates += recorded.duplicate
+        applied += recorded.applied
+        offline += recorded.offline_leads
+    return DeliveryResult(received=len(events), duplicates=duplicates, applied=applied, offline_leads=offline)
+
+
+# -- the webhook secret ----------------------------------------------------------------------------------
+
+
+class WebhookSecretError(DependencyError):
+    """The webhook secret cannot be read or is not valid: the CRM should retry once it is fixed (503)."""
+
+    code = "webhook_secret_unavailable"
+
+
+def parse_webhook_secret(raw: str | bytes) -> CrmSecrets:
+    """Validate the webhook secret's JSON, never echoing a value of it.
+
+    Parameters
+    ----------
+    raw
+        The secret string (see :mod:`closedloop.crm.config` and ``docs/crm-setup.md``).
+
+    Returns
+    -------
+    CrmSecrets
+        The validated sections.
+
+    Raises
+    ------
+    CrmNotConfiguredError
+        The secret is the empty object the stack creates: no CRM is set up yet (404).
+    WebhookSecretError
+        Not JSON, or a section is invalid; the log names the fields and problems, not the values (503).
+    """
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        logger.error("the webhook secret is not JSON")
+        raise WebhookSecretError("the webhook secret is not valid") from None
+    if document == {}:
+        raise CrmNotConfiguredError("no CRM is configured in the webhook secret yet")
+    try:
+        return CrmSecrets.model_validate(document)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(map(str, error["loc"])), "problem": error["type"]}
+            for error in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        logger.error("the webhook secret is not valid", problems=problems)
+        raise WebhookSecretError("the webhook secret is not valid") from None
+
+
+class WebhookSecret:
+    """The webhook secret in Secrets Manager, read through Powertools' parameters utility and kept
+    ``max_age`` seconds by a warm function.
+
+    Parameters
+    ----------
+    secret_id
+        The secret's ARN (``WEBHOOK_SECRET_ARN``).
+    max_age
+        Seconds a read value is reused.
+    provider
+        A Powertools ``SecretsProvider`` (tests pass one with their own client); by default one whose
+        client gives up within a few seconds, as a CRM waits for the answer.
+    """
+
+    def __init__(self, secret_id: str, *, max_age: int = 300, provider: BaseProvider | None = None) -> None:
+        self.secret_id = secret_id
+        self.max_age = max_age
+        self._provider = provider
+        self._parsed: tuple[str | bytes, CrmSecrets] | None = None
+
+    @property
+    def provider(self) -> BaseProvider:
+        """The provider; made on first use (boto3 loads only when a delivery needs it)."""
+        if self._provider is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+            from botocore.config import Config
+
+            config = Config(
+                connect_timeout=2, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+            )
+            self._provider = SecretsProvider(boto_config=config)
+        return self._provider
+
+    def load(self) -> CrmSecrets:
+        """Return the validated secret (cached; validated again only when its text changed).
+
+        Raises
+        ------
+        WebhookSecretError
+            Secrets Manager failed or refused, or the secret is not valid (503).
+        CrmNotConfiguredError
+            No CRM is configured yet (404).
+        """
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        try:
+            raw = self.provider.get(self.secret_id, max_age=self.max_age)
+        except GetParameterError as exc:
+            logger.error("the webhook secret cannot be read", error=str(exc))
+            raise WebhookSecretError("the webhook secret cannot be read") from exc
+        if not isinstance(raw, str | bytes):
+            raise WebhookSecretError("the webhook secret is not a string")
+        if self._parsed is None or self._parsed[0] != raw:
+            self._parsed = (raw, parse_webhook_secret(raw))
+        return self._parsed[1]
