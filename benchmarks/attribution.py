@@ -209,11 +209,12 @@ def timing(label: str, seconds: float) -> None:
 
 def report_shares(label: str, exact: NDArray[np.float64], other: NDArray[np.float64]) -> str:
     difference = np.abs(other - exact)
-    worst = int(np.argmax(difference))
-    relative = np.max(difference / np.where(exact > 0, exact, np.inf)) * 100
+    relative = difference / np.where(exact > 0, exact, np.inf)
+    worst, worst_relative = int(np.argmax(difference)), int(np.argmax(relative))
     return (
-        f"{label}: largest share difference {difference[worst] * 100:.2f} pp ({CHANNELS[worst]}), "
-        f"largest relative difference {relative:.1f} %"
+        f"{label}: largest share difference {difference[worst] * 100:.2f} pp ({CHANNELS[worst]}); "
+        f"relative: largest {relative[worst_relative] * 100:.1f} % ({CHANNELS[worst_relative]}), "
+        f"mean {relative.mean() * 100:.1f} %"
     )
 
 
