@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, SecretValue, Stack, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import DeploySettings
@@ -44,10 +46,53 @@ class ClosedloopStack(Stack):
         )
         storage.grant(identify, "GetItem", "PutItem", "UpdateItem", "ConditionCheckItem", "Query")
 
+        # The CRM credentials, one JSON key per CRM, written by the RevOps admin (docs/crm-setup.md).
+        # The initial value is the empty object ("no CRM configured yet": every CRM answers 404); it is
+        # not a secret. Keep it unchanged: CloudFormation writes SecretString again only when it changes,
+        # so redeploying never overwrites the admin's value. Encrypted with Secrets Manager's KMS key.
+        self.webhook_secret = secretsmanager.Secret(
+            self,
+            "WebhookSecret",
+            description="Closedloop CRM webhook credentials: one JSON key per CRM (docs/crm-setup.md)",
+            secret_string_value=SecretValue.unsafe_plain_text("{}"),
+            removal_policy=RemovalPolicy.RETAIN if settings.production else RemovalPolicy.DESTROY,
+        )
+        CfnOutput(
+            self,
+            "WebhookSecretArn",
+            value=self.webhook_secret.secret_arn,
+            description="The CRM webhook secret to fill in (docs/crm-setup.md)",
+        )
+        crm_webhook = ClosedloopFunction(
+            self,
+            "crm_webhook",
+            layers=layers.all,
+            environment={**api_environment, "WEBHOOK_SECRET_ARN": self.webhook_secret.secret_arn},
+            log_retention_days=settings.log_retention_days,
+            # Pipedrive waits 10 s for the answer: a slower one is a timeout to it anyway.
+            timeout=Duration.seconds(9),
+            description="Closedloop CRM webhooks: deal events, their history and their leads",
+        )
+        storage.grant(crm_webhook, "GetItem", "PutItem")
+        # Only this function reads the secret: exactly GetSecretValue, on exactly this secret.
+        iam.Grant.add_to_principal(
+            grantee=crm_webhook,
+            actions=["secretsmanager:GetSecretValue"],
+            resource_arns=[self.webhook_secret.secret_arn],
+        )
+        Validations.of(self.webhook_secret).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="The secret holds credentials issued by third-party CRMs (HubSpot, Salesforce, "
+                "Pipedrive) and typed into their webhook forms; no Lambda can rotate them on the CRM "
+                "side, so the admin rotates them there and in this secret (docs/crm-setup.md).",
+            )
+        )
+
         self.api = IngestApiConstruct(
             self,
             "IngestApi",
-            functions={"collect": collect, "identify": identify},
+            functions={"collect": collect, "identify": identify, "crm_webhook": crm_webhook},
             throttle_rate=settings.throttle_rate,
             throttle_burst=settings.throttle_burst,
             log_retention=_retention(settings.log_retention_days),
@@ -57,7 +102,9 @@ class ClosedloopStack(Stack):
             Acknowledgment(
                 id="AwsSolutions-APIG4",
                 reason="The tracker and form routes are public by design (browsers of anonymous visitors); "
-                "they accept only validated, size-bounded input and are throttled per stage.",
+                "they accept only validated, size-bounded input and are throttled per stage. The CRM "
+                "webhook route is called by the CRMs, which cannot use an API Gateway authorizer: the "
+                "function verifies each CRM's signature or credentials before it stores anything.",
             )
         )
         Validations.of(self).acknowledge(

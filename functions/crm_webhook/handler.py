@@ -13,12 +13,13 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from closedloop.api import build_resolver, preflight, preflight_error, raw_body
 from closedloop.clock import now_ms
 from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, parse_crm_webhook, salesforce_ack
 from closedloop.deals import WebhookSecret, record_delivery
-from closedloop.errors import ClientInputError, ClosedloopError
+from closedloop.errors import ClientInputError, ClosedloopError, InvalidInputError
 from closedloop.observability import get_tracer, logger, metrics
 from closedloop.settings import WebhookSettings
 from closedloop.store import DynamoStore
@@ -48,12 +49,15 @@ def _webhook_request(event: dict[str, Any]) -> WebhookRequest:
     url = f"https://{context.get('domainName', '')}{event.get('rawPath', '')}"
     if event.get("rawQueryString"):
         url = f"{url}?{event['rawQueryString']}"
-    return WebhookRequest(
-        method=(context.get("http") or {}).get("method", "POST"),
-        url=url,
-        headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
-        body=raw_body(event),
-    )
+    try:
+        return WebhookRequest(
+            method=(context.get("http") or {}).get("method", "POST"),
+            url=url,
+            headers={name.lower(): value for name, value in (event.get("headers") or {}).items()},
+            body=raw_body(event),
+        )
+    except ValidationError as exc:
+        raise InvalidInputError("the request's URL or headers are not readable (too long?)") from exc
 
 
 @app.post(

@@ -203,5 +203,6 @@ def _tracker_browser() -> Iterator[Browser]:
 @pytest.fixture(name="tracker_context")
 def _tracker_context(tracker_browser: Browser) -> Iterator[BrowserContext]:
     context = tracker_browser.new_context()
+    context.set_default_timeout(WAIT_SECONDS * 1000)  # fail fast: every wait here takes milliseconds
     yield context
     context.close()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from closedloop.tracker import tracker_script
+from closedloop.tracker import demo_site_file, tracker_script
 from tests.e2e.conftest_tracker import (  # noqa: F401 - fixtures, used by name
     SITE_HOST,
     FakeApi,
@@ -77,6 +77,26 @@ def test_served_tracker_is_minified_from_the_current_source() -> None:
     # Then the served file names the source's hash in its first line (rebuild it: docs/tracker.md)
     first_line = tracker_script().split(b"\n", 1)[0].decode()
     assert f"sha256 {hashlib.sha256(source).hexdigest()}" in first_line, "t.js is stale: rebuild it"
+
+
+@pytest.mark.parametrize("name", ["../tracker/t.js", "site/index.html", "missing.html", "t.src.js", ""])
+def test_demo_site_serves_only_its_own_pages(name: str) -> None:
+    with pytest.raises(FileNotFoundError):
+        demo_site_file(name)
+
+
+def test_demo_site_points_at_another_api_origin_on_request() -> None:
+    # When a page is asked for with the API on another origin
+    same_origin, content_type = demo_site_file("contact.html")
+    other_origin, _ = demo_site_file("contact.html", api_origin="https://api.example.com/")
+
+    # Then its script and its form point there, and nothing else changed
+    assert content_type == "text/html; charset=utf-8"
+    assert b'src="/t.js"' in same_origin
+    assert b'action="/identify"' in same_origin
+    assert other_origin == same_origin.replace(b'"/t.js"', b'"https://api.example.com/t.js"').replace(
+        b'"/identify"', b'"https://api.example.com/identify"'
+    )
 
 
 # --- Page views, ids and cookies -------------------------------------------------------------------

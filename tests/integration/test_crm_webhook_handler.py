@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import time
@@ -26,6 +27,7 @@ from closedloop.crm import CrmName, DealEvent, DealLifecycle
 from closedloop.deals import DealLink, StoredDeal, record_deal_event
 from closedloop.identity import journey_touches, lead_id_for
 from closedloop.local.gateway import load_function
+from closedloop.observability import logger
 from closedloop.store import DynamoStore, WriteOutcome
 from tests.conftest import SITE_ORIGIN, TABLE_NAME
 from tests.support import api_event, invoke
@@ -104,6 +106,14 @@ def crm_webhook(secrets_manager: Any, crm_api: FakeCrmApi, monkeypatch: pytest.M
 @pytest.fixture
 def store(dynamodb: Any) -> DynamoStore:
     return DynamoStore(TABLE_NAME, client=dynamodb)
+
+
+@pytest.fixture
+def log_output(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """Everything the functions log (Powertools' JSON lines, as CloudWatch would receive them)."""
+    buffer = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", buffer)
+    return buffer
 
 
 def table_items(dynamodb: Any) -> list[dict[str, Any]]:
@@ -464,18 +474,25 @@ def test_stage_changes_delivered_out_of_order_never_move_the_deal_back(crm_webho
     assert [e.event_id for e in store.deal_events("generic", "D-1042")] == ["evt_1", "evt_2", "evt_3"]
 
 
-def test_a_concurrent_change_between_read_and_write_is_retried_on_the_new_state(store):
-    # Given a store where another delivery changes the deal right after our first read
-    first = DealEvent(
+def deal_event(event_id: str, version: int, email: str) -> DealEvent:
+    return DealEvent(
         crm=CrmName.GENERIC,
-        event_id="e1",
+        event_id=event_id,
         deal_id="D-7",
         lifecycle=DealLifecycle.OPEN,
-        occurred_at=1_000,
-        version=1,
-        contact_emails=(ADA,),
+        occurred_at=version * 1_000,
+        version=version,
+        contact_emails=(email,),
     )
-    competing = first.model_copy(update={"event_id": "e2", "version": 2, "contact_emails": (GRACE,)})
+
+
+@pytest.mark.parametrize("stored_before", [False, True], ids=["new-deal", "existing-deal"])
+def test_a_concurrent_change_between_read_and_write_is_retried_on_the_new_state(store, stored_before):
+    # Given (maybe) a stored deal, and another delivery that changes it right after our first read
+    if stored_before:
+        assert record_deal_event(deal_event("e0", 1, ADA), store=store, received_at=1_000).applied
+    competing = deal_event("e2", 2, GRACE)
+    ours = deal_event("e3", 3, "linus@example.net")
 
     class RacingStore:
         def __init__(self) -> None:
@@ -497,15 +514,22 @@ def test_a_concurrent_change_between_read_and_write_is_retried_on_the_new_state(
     racing = RacingStore()
 
     # When our event is recorded
-    recorded = record_deal_event(first, store=racing, received_at=3_000)
+    recorded = record_deal_event(ours, store=racing, received_at=3_000)
 
-    # Then the first write conflicted, the retry read the new state and kept both events
+    # Then the first write conflicted, and the retry applied our event over the competing one's state
     assert racing.reads == 2
-    assert recorded.applied is False  # older than the competing event: history only
+    assert recorded.applied
     deal = store.get_deal("generic", "D-7")
     assert deal is not None
-    assert (deal.last_event_id, deal.revision, deal.lead_ids) == ("e2", 1, (lead_id_for(GRACE),))
-    assert [e.event_id for e in store.deal_events("generic", "D-7")] == ["e1", "e2"]
+    earlier = [lead_id_for(ADA)] if stored_before else []
+    assert deal.lead_ids == (*earlier, lead_id_for(GRACE), lead_id_for("linus@example.net"))
+    assert (deal.last_event_id, deal.version, deal.revision) == ("e3", 3, len(earlier) + 2)
+    assert [e.event_id for e in store.deal_events("generic", "D-7")] == [
+        *(["e0"] if stored_before else []),
+        "e2",
+        "e3",
+    ]
+    assert {link.lead_id for link in store.deals_of_lead(lead_id_for(GRACE))} == {lead_id_for(GRACE)}
 
 
 def test_a_dynamodb_failure_answers_503_and_the_retry_stores_exactly_once(crm_webhook, store, monkeypatch):
@@ -686,7 +710,7 @@ def test_the_empty_secret_of_a_fresh_stack_answers_404_for_every_crm(secrets_man
 
 
 def test_an_invalid_secret_is_a_503_whose_log_names_the_field_not_the_value(
-    secrets_manager, monkeypatch, capsys
+    secrets_manager, monkeypatch, log_output
 ):
     create_secret(secrets_manager, monkeypatch, {"generic": {"signing_secret": "Sh0rt-XyZ"}})
     module = load_function("crm_webhook")
@@ -695,19 +719,19 @@ def test_an_invalid_secret_is_a_503_whose_log_names_the_field_not_the_value(
     status, _, reply = deliver(module, "generic", body, headers=generic_headers(body, secret="Sh0rt-XyZ"))
 
     assert (status, reply["error"]["code"]) == (503, "webhook_secret_unavailable")
-    logs = capsys.readouterr().out
+    logs = log_output.getvalue()
     assert "generic.signing_secret" in logs
     assert "Sh0rt-XyZ" not in logs
 
 
-def test_no_secret_and_no_contact_email_reaches_the_logs(crm_webhook, crm_api, capsys):
+def test_no_secret_and_no_contact_email_reaches_the_logs(crm_webhook, crm_api, log_output):
     serve_hubspot_deal(crm_api)
     body = hubspot_batch(("deal.creation", 1))
     assert deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body))[0] == 200
     assert send_generic(crm_webhook, generic_event())[0] == 200
     assert deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body, secret="x"))[0] == 401
 
-    logs = capsys.readouterr().out
+    logs = log_output.getvalue()
     assert "webhook stored" in logs and "webhook refused" in logs
     for value in (*SECRET_VALUES, ADA, GRACE, "Ada@Example"):
         assert value not in logs

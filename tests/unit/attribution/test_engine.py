@@ -66,6 +66,7 @@ options_strategy = st.builds(
     AttributionOptions,
     lookback_days=st.sampled_from([None, 30.0, 90.0]),
     excluded_channels=st.sampled_from([frozenset(), frozenset({"Direct"}), frozenset({"Direct", "Display"})]),
+    exclude_direct=st.booleans(),
     markov_order=st.integers(1, 2),
     shapley_max_exact=st.integers(1, 4),
     shapley_samples=st.just(64),

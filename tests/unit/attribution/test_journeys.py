@@ -166,6 +166,15 @@ def test_excluded_channel_gets_no_credit_when_the_journey_has_another_touch() ->
         assert credits.credit[credits.journey == 1].sum() == pytest.approx(1.0), model
 
 
+def test_direct_can_be_excluded_by_its_flag_at_campaign_level() -> None:
+    batch = JourneyBatch.from_paths(
+        [["spring-sale", "(direct)", "newsletter-12"]], converted=[True], is_direct=[False, True, False]
+    )
+    credits = attribute(batch, [AttributionModel.LINEAR], AttributionOptions(exclude_direct=True))
+    assert credits.touch.tolist() == [0, 2]
+    assert credits.credit.tolist() == [0.5, 0.5]
+
+
 def test_a_single_excluded_name_is_not_split_into_letters() -> None:
     assert AttributionOptions(excluded_channels="Direct").excluded_channels == frozenset({"Direct"})
 

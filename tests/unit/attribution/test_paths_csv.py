@@ -80,6 +80,7 @@ ERRORS: dict[str, tuple[bytes, int | None, str]] = {
     ),
     "trailing separator": (b"path,total_conversions\nA >,1\n", 2, "empty channel name"),
     "infinite value": (b"path,total_conversions,total_conversion_value\nA,1,inf\n", 2, "not finite"),
+    "a line with too many fields": (b"path,total_conversions\nA,1\nB,2,7\n", 3, "expected 2 fields, found 3"),
     "the earliest line wins": (b"path,total_conversions,total_null\nA,1,-1\n,1,0\n", 2, "negative"),
 }
 

@@ -174,13 +174,20 @@ def record_deal_event(event: DealEvent, *, store: DealStore, received_at: int) -
         complete on its own (offline leads), so the CRM's retry is safe.
     """
     leads = contact_leads(event.contact_emails)
+    previous = store.get_deal(event.crm, event.deal_id)
+    # A lead already on the stored deal had its profile created before that state was written.
+    known = set(previous.lead_ids) if previous is not None else set()
     created = 0
     for lead_id, email in leads.items():
-        lead = Lead(lead_id=lead_id, email=email, created_at=received_at, updated_at=received_at, version=1)
-        created += store.put_lead_if_absent(lead)
+        if lead_id not in known:
+            lead = Lead(
+                lead_id=lead_id, email=email, created_at=received_at, updated_at=received_at, version=1
+            )
+            created += store.put_lead_if_absent(lead)
 
-    for _attempt in range(MAX_CONFLICTS):
-        previous = store.get_deal(event.crm, event.deal_id)
+    for attempt in range(MAX_CONFLICTS):
+        if attempt:
+            previous = store.get_deal(event.crm, event.deal_id)
         state = next_deal_state(previous, event)
         # Contacts accumulate on the state (next_deal_state merges them), and so do their leads.
         stored = None if state is None else _stored_state(state, previous, list(leads), received_at)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Annotated, Self
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ApiSettings", "CollectSettings", "IdentifySettings", "Settings", "WebhookSettings"]
+if TYPE_CHECKING:
+    from closedloop.analytics.job import JobSettings
+
+__all__ = [
+    "ApiSettings",
+    "AttributeSettings",
+    "CollectSettings",
+    "IdentifySettings",
+    "Settings",
+    "WebhookSettings",
+]
 
 
 def _split_list(value: object) -> object:
@@ -92,3 +104,28 @@ class WebhookSettings(ApiSettings):
     webhook_secret_max_age: Annotated[int, Field(ge=0, le=3600)] = 300
     # HubSpot batches at most 100 events and Salesforce 100 notifications: 1 MiB is far above both.
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 1_048_576
+
+
+class AttributeSettings(Settings):
+    """Settings of the attribute job."""
+
+    bucket_name: Annotated[str, Field(min_length=3, max_length=63)]
+    lookback_days: Annotated[float, Field(gt=0, le=3650)] = 90
+    base_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    # JSON object: units of the base currency per unit of each currency, e.g. {"EUR": "1.08"}.
+    currency_rates: Annotated[dict[str, Decimal], Field(default_factory=dict)]
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 395
+
+    @field_validator("currency_rates", mode="before")
+    @classmethod
+    def _rates_from_json(cls, value: object) -> object:
+        return json.loads(value) if isinstance(value, str) else value
+
+    def job_settings(self) -> JobSettings:
+        from closedloop.analytics.job import JobSettings
+
+        return JobSettings(
+            lookback_days=self.lookback_days,
+            base_currency=self.base_currency,
+            rates={k.upper(): Decimal(v) for k, v in self.currency_rates.items()},
+        )

@@ -29,10 +29,16 @@ model) with ``journey``, ``touch`` (index within the journey as given), ``channe
 ``conversion_value``); ``Credits.to_arrow()`` gives a pyarrow table. The data-driven models
 learn from every journey of the batch, converting or not, so pass non-converting journeys too.
 
+Options (:class:`AttributionOptions`): ``lookback_days`` (90), ``excluded_channels`` by name
+and ``exclude_direct`` by the ``is_direct`` flag (no credit when the journey has another touch),
+model weights, ``half_life_days``, ``markov_order``, Shapley settings. ``channel_totals`` gives
+the per-channel totals the CLI prints (for Markov: ChannelAttribution's removal-effect split).
+
 Edge cases: a converting journey with no touch left after the lookback window (and the
 exclusions) gets no row and is listed in ``Credits.unattributed`` (report it as "no web
 touch"); a touch after its journey's conversion time is ignored; milestones that fall outside
-the window move to the last kept touch before them, or become unknown.
+the window move to the last kept touch before them, or become unknown; a row of weight 0 stands
+for no journey. See ``docs/attribution.md`` for every model's definition and edge case.
 
 Invariants: credits are non-negative and sum to 1 per converting journey and model, value
 credits sum to the journey's value, and results are deterministic (same batch, same options,

@@ -462,11 +462,13 @@ def prepare(batch: JourneyBatch, options: AttributionOptions) -> PreparedJourney
         keep = age >= 0
         if lookback is not None:
             keep &= age <= lookback
-    if options.excluded_channels:
+    if options.excluded_channels or options.exclude_direct:
         excluded_codes = [
             i for i, name in enumerate(batch.channel_names) if name in options.excluded_channels
         ]
         excluded = np.isin(batch.channel, np.asarray(excluded_codes, dtype=np.int32))
+        if options.exclude_direct:
+            excluded |= batch.is_direct
         # Excluded channels keep their credit only when the journey has nothing else.
         has_other = seg.total((keep & ~excluded).astype(np.int64), offsets) > 0
         keep &= ~(excluded & np.repeat(has_other, seg.lengths(offsets)))

@@ -76,6 +76,8 @@ class AttributionOptions(BaseModel):
     """Touches older than this before the conversion are ignored; ``None`` keeps every touch."""
     excluded_channels: frozenset[str] = frozenset()
     """Channels that get no credit when the journey has another touch (e.g. ``{"Direct"}``)."""
+    exclude_direct: bool = False
+    """Treat every touch flagged ``is_direct`` as excluded, whatever its name at the grouping level."""
     half_life_days: Annotated[float, Field(gt=0.0)] = 7.0
     """Time decay: a touch this long before the conversion gets half the weight of one at it."""
     position_based_weights: tuple[Weight, Weight, Weight] = (0.4, 0.2, 0.4)

@@ -8,6 +8,7 @@ when absent). A row stands for ``total_conversions`` converting journeys carryin
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -61,6 +62,15 @@ def _number_problem(values: list[str | None], name: str) -> _Problem | None:
     return None
 
 
+def _ragged_row(data: bytes, delimiter: str, width: int) -> _Problem | None:
+    """The first line whose number of fields is not the header's (the slow path, on a bad file)."""
+    text = data.decode("utf-8", errors="replace").splitlines()
+    for row, fields in enumerate(csv.reader(text, delimiter=delimiter)):
+        if fields and len(fields) != width:
+            return _Problem(row, f"expected {width} fields, found {len(fields)}")
+    return None
+
+
 def _first_row(mask: NDArray[np.bool_]) -> int | None:
     hits = np.flatnonzero(mask)
     return int(hits[0]) if hits.size else None
@@ -103,6 +113,9 @@ def _read_table(data: bytes, delimiter: str, source: str) -> pa.Table:
                 convert_options=pacsv.ConvertOptions(column_types=text_types, include_columns=list(types)),
             )
         except pa.ArrowInvalid as inner:
+            ragged = _ragged_row(data, delimiter, len(header))
+            if ragged is not None:
+                raise PathsFileError(ragged.message, line=ragged.row + 1, source=source) from inner
             raise PathsFileError(f"cannot parse the file: {inner}", source=source) from inner
         table = table.rename_columns([rename[raw] for raw in table.column_names])
         for name in wanted:

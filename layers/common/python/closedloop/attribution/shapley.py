@@ -123,14 +123,18 @@ class ChannelSets:
 
     def worth(self, subset_keys: KeyArray, subset_logit: FloatArray) -> FloatArray:
         """Conversion probability of the coalitions with these keys (0 for the empty set)."""
-        model = 1.0 / (1.0 + np.exp(-subset_logit))
-        index = np.clip(np.searchsorted(self.key, subset_keys), 0, max(self.key.size - 1, 0))
-        found = (self.key[index] == subset_keys) if self.key.size else np.zeros(subset_keys.shape, np.bool_)
-        journeys = np.where(found, self.journeys[index] if self.key.size else 0.0, 0.0)
-        conversions = np.where(found, self.conversions[index] if self.key.size else 0.0, 0.0)
+        with np.errstate(over="ignore"):
+            model = 1.0 / (1.0 + np.exp(-subset_logit))
+        if self.key.size == 0:
+            return np.where(subset_keys == 0, 0.0, model)
+        index = np.minimum(np.searchsorted(self.key, subset_keys), self.key.size - 1)
+        found = self.key[index] == subset_keys
+        journeys = np.where(found, self.journeys[index], 0.0)
         denominator = journeys + self.prior_journeys
         with np.errstate(invalid="ignore", divide="ignore"):
-            observed = (conversions + self.prior_journeys * model) / denominator
+            observed = (
+                np.where(found, self.conversions[index], 0.0) + self.prior_journeys * model
+            ) / denominator
         value = np.where(found & (denominator > 0), observed, model)
         return np.where(subset_keys == 0, 0.0, value)
 
@@ -183,7 +187,8 @@ def _fit_logistic(
     ridge[0] = 0.0
     for _ in range(100):
         logit = beta[0] + seg.total(beta[1:][members], member_offsets)
-        probability = 1.0 / (1.0 + np.exp(-logit))
+        with np.errstate(over="ignore"):
+            probability = 1.0 / (1.0 + np.exp(-logit))
         residual = conversions - journeys * probability
         curvature = journeys * probability * (1.0 - probability)
         gradient = np.empty(n_channels + 1)

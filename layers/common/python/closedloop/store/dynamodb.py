@@ -183,6 +183,18 @@ class DynamoStore(DealStoreMixin):
                     }
                 }
             )
+            received_day = iso_ms(event.received_at)[:10]
+            if at[:10] != received_day:
+                # A touch dated on another day than it arrived (a late beacon): the attribute job's run
+                # for the arrival day must also refresh the touch's day.
+                operations.append(
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": self._item({"pk": f"LATE#{received_day}", "sk": f"TD#{at[:10]}"}),
+                        }
+                    }
+                )
         try:
             self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
         except ClientError as exc:
@@ -368,3 +380,36 @@ class DynamoStore(DealStoreMixin):
         )
         for item in items:
             yield Lead.model_validate(item)
+
+    # -- the attribute job's watermark ---------------------------------------------------------------
+
+    def late_touch_days(self, received_day: str) -> list[str]:
+        """Days of the touches that arrived on ``received_day`` but are dated another day."""
+        items = self._query(
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"LATE#{received_day}"}},
+        )
+        return sorted(str(item["sk"]).removeprefix("TD#") for item in items)
+
+    def get_job_watermark(self, job: str) -> int | None:
+        """When ``job`` last completed (ms), or ``None`` before its first run."""
+        item = self._get(f"JOB#{job}", "WATERMARK")
+        return int(item["completed_at"]) if item else None
+
+    def set_job_watermark(self, job: str, completed_at: int) -> None:
+        """Move the watermark forward only: a slow run finishing late never moves it back."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=self._item({"pk": f"JOB#{job}", "sk": "WATERMARK", "completed_at": completed_at}),
+                ConditionExpression="attribute_not_exists(pk) OR completed_at < :at",
+                ExpressionAttributeValues={":at": {"N": str(completed_at)}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise StoreUnavailableError("DynamoDB write failed") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("DynamoDB unreachable") from exc

@@ -8,10 +8,16 @@ item                              pk / sk                          gsi1pk / gsi1
 visitor's running session         ``V#<visitor>`` / ``STATE``
 stored event (page view, track)   ``V#<visitor>`` / ``E#<event>``
 touch (a session start)           ``V#<visitor>`` / ``T#<ts>#<id>``  ``TD#<yyyy-mm-dd>`` / ``<ts>#<visitor>``
+CRM deal's state                  ``D#<crm>#<deal>`` / ``STATE``     ``DC#<day>`` / ``<ts>#<crm>#<deal>``
+CRM deal event (history)          ``D#<crm>#<deal>`` / ``EV#<event>``
+lead is a contact of a deal       ``L#<lead>`` / ``DEAL#<crm>#<deal>``
 ================================  ===============================  =====================================
 
 ``<ts>`` is ISO-8601 UTC with milliseconds, so string order is time order. See docs/architecture.md
-for the access patterns each key serves.
+for the access patterns each key serves. A deal's ``DC#<day>`` (``yyyy-mm-dd``) and ``<ts>`` are the
+server time of the last write of its state (the day the attribution job must re-read it), not the
+CRM's time; its history keeps every event ever received, once per CRM event id
+(``closedloop.store.deals``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,509 @@
+"""The attribute job: journeys from the table, every attribution model, Parquet partitions on S3.
+
+A run is given the days to refresh (the incremental run: the days since its watermark; a backfill:
+a range). It then rewrites only what those days touch:
+
+- ``touches`` partitions of those days (every touch of the day, with the lead that owns it);
+- the leads changed on those days, and the leads whose touches arrived on them (a late touch, a
+  merged device), in their ``leads`` partitions (by creation day);
+- the deals changed on those days and the deals of those leads, in ``deals`` (by opportunity
+  creation day), ``attribution_credits`` (by conversion day) and the ``pipeline`` snapshot;
+- ``channel_daily`` for every day whose inputs changed.
+
+Partitions are read, the affected rows replaced, and written back whole (``closedloop.lake``), so
+the cost follows the changes, not the table, and a re-run writes the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from closedloop.analytics.datasets import Dataset, dataset
+from closedloop.attribution import ALL_MODELS, AttributionModel, AttributionOptions, JourneyBatch, attribute
+from closedloop.clock import day_of
+from closedloop.crm.models import DealLifecycle
+from closedloop.crm.money import to_base_currency
+from closedloop.deals import DealLink, StoredDeal
+from closedloop.identity import journey_touches
+from closedloop.lake import Lake
+from closedloop.models.leads import Lead, LeadSource, VisitorLink
+from closedloop.models.visits import Touch
+
+__all__ = ["NO_WEB_TOUCH", "AttributeStore", "JobReport", "JobSettings", "days_between", "run_attribute_job"]
+
+NO_WEB_TOUCH = "(no web touch)"
+CLOSED_TO_PIPELINE = {DealLifecycle.WON, DealLifecycle.LOST, DealLifecycle.DELETED}
+
+
+class AttributeStore(Protocol):
+    """What the job reads from DynamoDB (``closedloop.store.DynamoStore``)."""
+
+    def touches_on_day(self, day: str) -> Iterator[Touch]: ...
+    def leads_updated_on(self, day: str) -> Iterator[Lead]: ...
+    def deals_changed_on(self, day: str) -> Iterator[StoredDeal]: ...
+    def get_lead(self, lead_id: str) -> Lead | None: ...
+    def get_deal(self, crm: str, deal_id: str) -> StoredDeal | None: ...
+    def links_of_lead(self, lead_id: str) -> list[VisitorLink]: ...
+    def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]: ...
+    def touches_of_visitor(self, visitor_id: str) -> list[Touch]: ...
+    def deals_of_lead(self, lead_id: str) -> list[DealLink]: ...
+    def late_touch_days(self, received_day: str) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    lookback_days: float = 90.0
+    base_currency: str = "USD"
+    rates: dict[str, Decimal] = field(default_factory=dict)
+    models: tuple[AttributionModel, ...] = ALL_MODELS
+    half_life_days: float = 7.0
+
+
+@dataclass
+class JobReport:
+    days: list[str]
+    touches: int = 0
+    leads: int = 0
+    deals: int = 0
+    credit_rows: int = 0
+    partitions_written: int = 0
+    bytes_written: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "days": [self.days[0], self.days[-1]] if self.days else []}
+
+
+def days_between(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _ts(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _deal_key(crm: str, deal_id: str) -> str:
+    return f"{crm}#{deal_id}"
+
+
+class _Reader:
+    """The store, with per-run caches: a visitor's links and touches are read once per run."""
+
+    def __init__(self, store: AttributeStore) -> None:
+        self.store = store
+        self._links: dict[str, list[VisitorLink]] = {}
+        self._touches: dict[str, list[Touch]] = {}
+        self._leads: dict[str, Lead | None] = {}
+
+    def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]:
+        if visitor_id not in self._links:
+            self._links[visitor_id] = self.store.links_of_visitor(visitor_id)
+        return self._links[visitor_id]
+
+    def touches_of_visitor(self, visitor_id: str) -> list[Touch]:
+        if visitor_id not in self._touches:
+            self._touches[visitor_id] = self.store.touches_of_visitor(visitor_id)
+        return self._touches[visitor_id]
+
+    def lead(self, lead_id: str) -> Lead | None:
+        if lead_id not in self._leads:
+            self._leads[lead_id] = self.store.get_lead(lead_id)
+        return self._leads[lead_id]
+
+    def owner_of(self, touch: Touch) -> str | None:
+        return next((l.lead_id for l in self.links_of_visitor(touch.visitor_id) if l.covers(touch.occurred_at)), None)
+
+    def journey(self, lead_ids: Iterable[str]) -> list[Touch]:
+        links = [link for lead_id in lead_ids for link in self.store.links_of_lead(lead_id)]
+        return journey_touches(links, {link.visitor_id: self.touches_of_visitor(link.visitor_id) for link in links})
+
+
+@dataclass
+class _Conversion:
+    """One deal to credit: its journey and what its credit is worth."""
+
+    deal: StoredDeal
+    journey: list[Touch]
+    at: int  # ms: won time, or opportunity creation time
+    value: float  # base currency
+    lead_touch: int
+    opportunity_touch: int
+
+
+def _amount_base(deal: StoredDeal, settings: JobSettings) -> float:
+    if deal.amount is None:
+        return 0.0
+    return float(to_base_currency(deal.amount, deal.currency or settings.base_currency, settings.rates,
+                                  settings.base_currency))
+
+
+def _milestone(journey: list[Touch], at: int | None) -> int:
+    """Index of the last touch at or before ``at`` (-1 when unknown or none)."""
+    if at is None:
+        return -1
+    index = -1
+    for i, touch in enumerate(journey):
+        if touch.occurred_at <= at:
+            index = i
+    return index
+
+
+def _conversion_time(deal: StoredDeal) -> int:
+    if deal.lifecycle is DealLifecycle.WON and deal.won_at is not None:
+        return deal.won_at
+    return deal.opportunity_created_at or deal.updated_at
+
+
+def _credits_day(deal: StoredDeal) -> str:
+    return day_of(_conversion_time(deal))
+
+
+def _build_batch(conversions: list[_Conversion], others: list[list[Touch]]) -> tuple[JourneyBatch, list[str]]:
+    journeys = [c.journey for c in conversions] + others
+    names = sorted({t.channel for journey in journeys for t in journey}) or ["Direct"]
+    code = {name: i for i, name in enumerate(names)}
+    lengths = np.array([len(j) for j in journeys], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = [t for journey in journeys for t in journey]
+    n_conv = len(conversions)
+    batch = JourneyBatch.from_arrays(
+        offsets,
+        np.array([code[t.channel] for t in flat], dtype=np.int32),
+        names,
+        converted=np.array([True] * n_conv + [False] * len(others)),
+        touch_time=np.array([t.occurred_at // 1000 for t in flat], dtype=np.int64),
+        conversion_time=np.array(
+            [c.at // 1000 for c in conversions] + [max((t.occurred_at for t in j), default=0) // 1000 for j in others],
+            dtype=np.int64,
+        ),
+        conversion_value=np.array([c.value for c in conversions] + [0.0] * len(others), dtype=np.float64),
+        lead_touch=np.array([c.lead_touch for c in conversions] + [-1] * len(others), dtype=np.int64),
+        opportunity_touch=np.array([c.opportunity_touch for c in conversions] + [-1] * len(others), dtype=np.int64),
+    )
+    return batch, names
+
+
+def _credit_rows(conversions: list[_Conversion], others: list[list[Touch]], settings: JobSettings) -> list[dict]:
+    """One row per deal x credited touch x model, plus '(no web touch)' rows for journeys with none."""
+    rows: list[dict] = []
+    options = AttributionOptions(lookback_days=settings.lookback_days, half_life_days=settings.half_life_days)
+    credits = None
+    if any(c.journey for c in conversions):
+        batch, _names = _build_batch(conversions, others)
+        credits = attribute(batch, models=settings.models, options=options)
+    credited: set[int] = set()
+    if credits is not None:
+        for journey, touch, model, share, value in zip(
+            credits.journey.tolist(), credits.touch.tolist(), credits.model.tolist(),
+            credits.credit.tolist(), credits.value_credit.tolist(), strict=True,
+        ):
+            conversion = conversions[journey]
+            credited.add(journey)
+            rows.append(_credit_row(conversion, conversion.journey[touch], credits.models[model], share, value))
+    for index, conversion in enumerate(conversions):
+        if index not in credited:
+            for model in settings.models:
+                rows.append(_credit_row(conversion, None, model, 1.0, conversion.value))
+    return rows
+
+
+def _credit_row(c: _Conversion, touch: Touch | None, model: AttributionModel, share: float, value: float) -> dict:
+    deal = c.deal
+    won = deal.lifecycle is DealLifecycle.WON
+    open_ = deal.lifecycle not in CLOSED_TO_PIPELINE
+    return {
+        "crm": str(deal.crm),
+        "deal_id": deal.deal_id,
+        "lead_id": deal.lead_ids[0] if deal.lead_ids else None,
+        "model": str(model),
+        "lifecycle": str(deal.lifecycle),
+        "touch_id": touch.touch_id if touch else None,
+        "touch_at": _ts(touch.occurred_at) if touch else None,
+        "channel": touch.channel if touch else NO_WEB_TOUCH,
+        "source": touch.source if touch else NO_WEB_TOUCH,
+        "medium": touch.medium if touch else NO_WEB_TOUCH,
+        "campaign": touch.campaign if touch else None,
+        "credit": share,
+        "revenue_credit": value if won else 0.0,
+        "pipeline_credit": value if open_ else 0.0,
+        "converted_at": _ts(c.at),
+    }
+
+
+def _source_fields(prefix: str, source: LeadSource | None) -> dict[str, Any]:
+    return {
+        f"{prefix}channel": source.channel if source else NO_WEB_TOUCH,
+        f"{prefix}source": source.source if source else NO_WEB_TOUCH,
+        f"{prefix}medium": source.medium if source else NO_WEB_TOUCH,
+        f"{prefix}campaign": source.campaign if source else None,
+    }
+
+
+def _lead_row(lead: Lead, visitors: int) -> dict[str, Any]:
+    return {
+        "lead_id": lead.lead_id,
+        "created_at": _ts(lead.created_at),
+        "updated_at": _ts(lead.updated_at),
+        "first_seen_at": _ts(lead.first_seen_at),
+        "submissions": lead.submissions,
+        "visitors": visitors,
+        "company": lead.company,
+        "job_title": lead.job_title,
+        **_source_fields("original_", lead.original_source),
+        **_source_fields("lead_creation_", lead.lead_creation_source),
+        **_source_fields("latest_", lead.latest_source),
+        "has_web_touch": lead.original_source is not None,
+    }
+
+
+def _deal_row(c: _Conversion) -> dict[str, Any]:
+    deal = c.deal
+    return {
+        "crm": str(deal.crm),
+        "deal_id": deal.deal_id,
+        "lead_id": deal.lead_ids[0] if deal.lead_ids else None,
+        "lead_count": len(deal.lead_ids),
+        "lifecycle": str(deal.lifecycle),
+        "pipeline": deal.pipeline,
+        "stage": deal.stage,
+        "amount": float(deal.amount) if deal.amount is not None else None,
+        "currency": deal.currency,
+        "amount_base": c.value,
+        "opportunity_created_at": _ts(deal.opportunity_created_at),
+        "won_at": _ts(deal.won_at),
+        "lost_at": _ts(deal.lost_at),
+        "updated_at": _ts(deal.updated_at),
+        "touches": len(c.journey),
+    }
+
+
+def _table(ds: Dataset, rows: list[dict[str, Any]], sort_by: tuple[str, ...]) -> pa.Table:
+    ordered = sorted(rows, key=lambda r: tuple("" if r.get(k) is None else str(r.get(k)) for k in sort_by))
+    return pa.Table.from_pylist(ordered, schema=ds.schema)
+
+
+class _Writer:
+    """Replace rows in partitions: read the partition, drop the rows of the given keys, add, write."""
+
+    def __init__(self, lake: Lake, report: JobReport) -> None:
+        self.lake = lake
+        self.report = report
+        self.written: dict[tuple[str, str], pa.Table] = {}
+        self._existing: dict[str, set[str]] = {}
+
+    def exists(self, name: str, dt: str) -> bool:
+        """One listing per dataset and run: most days of a backfill have no partition to read."""
+        if name not in self._existing:
+            self._existing[name] = set(self.lake.partitions(name))
+        return dt in self._existing[name]
+
+    def read(self, name: str, dt: str) -> pa.Table:
+        if (name, dt) in self.written:
+            return self.written[(name, dt)]
+        if not self.exists(name, dt):
+            return dataset(name).schema.empty_table()
+        return self.lake.read(name, dt, dataset(name).schema)
+
+    def _write(self, name: str, dt: str, table: pa.Table) -> None:
+        self.written[(name, dt)] = table
+        existed = self.exists(name, dt)
+        if table.num_rows == 0 and not existed:
+            return
+        self.report.bytes_written += self.lake.write(name, dt, table)
+        self.report.partitions_written += 1
+        if table.num_rows:
+            self._existing[name].add(dt)
+        else:
+            self._existing[name].discard(dt)
+
+    def replace(self, name: str, dt: str, key: tuple[str, ...], drop: set[str], rows: list[dict],
+                sort_by: tuple[str, ...]) -> None:
+        existing = self.read(name, dt).to_pylist()
+        kept = [r for r in existing if "#".join(str(r[k]) for k in key) not in drop]
+        self._write(name, dt, _table(dataset(name), kept + rows, sort_by))
+
+    def put(self, name: str, dt: str, rows: list[dict], sort_by: tuple[str, ...]) -> None:
+        self._write(name, dt, _table(dataset(name), rows, sort_by))
+
+
+def _channel_daily_rows(day: str, writer: _Writer, models: tuple[AttributionModel, ...],
+                        spend: dict[tuple[str, str, str], float]) -> list[dict]:
+    """The funnel and credit of one day by model x channel x source x medium x campaign."""
+    keys = ("channel", "source", "medium", "campaign")
+    totals: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for touch in writer.read("touches", day).to_pylist():
+        for model in models:
+            totals[(str(model), *(touch[k] for k in keys))]["visits"] += 1
+    for lead in writer.read("leads", day).to_pylist():
+        source = tuple(lead[f"lead_creation_{k}"] for k in keys)
+        for model in models:
+            totals[(str(model), *source)]["leads"] += 1
+    for row in writer.read("attribution_credits", day).to_pylist():
+        bucket = totals[(row["model"], *(row[k] for k in keys))]
+        # Each opportunity is counted once: on the day it was won, or else the day it was created.
+        bucket["opportunities"] += row["credit"]
+        if row["lifecycle"] == str(DealLifecycle.WON):
+            bucket["deals_won"] += row["credit"]
+        bucket["revenue_credited"] += row["revenue_credit"]
+        bucket["pipeline_credited"] += row["pipeline_credit"]
+    for (channel, source, campaign), cost in spend.items():
+        matches = [k for k in totals if k[1] == channel and k[2] == source and (k[4] or "") == campaign]
+        if not matches:
+            for model in models:
+                totals[(str(model), channel, source, "(spend)", campaign or None)]["cost"] += cost
+            continue
+        for model in models:  # one medium per (channel, source, campaign) carries the cost
+            target = next((k for k in matches if k[0] == str(model)), None)
+            if target is not None:
+                totals[target]["cost"] += cost
+    rows = []
+    for (model, channel, source, medium, campaign), values in totals.items():
+        cost = values.get("cost", 0.0)
+        leads, won = values.get("leads", 0.0), values.get("deals_won", 0.0)
+        revenue = values.get("revenue_credited", 0.0)
+        rows.append({
+            "model": model, "channel": channel, "source": source, "medium": medium, "campaign": campaign,
+            "visits": int(values.get("visits", 0)), "leads": leads,
+            "opportunities": values.get("opportunities", 0.0), "deals_won": won,
+            "pipeline_credited": values.get("pipeline_credited", 0.0), "revenue_credited": revenue,
+            "cost": cost,
+            "roas": revenue / cost if cost else None,
+            "cost_per_lead": cost / leads if cost and leads else None,
+            "customer_acquisition_cost": cost / won if cost and won else None,
+        })
+    return rows
+
+
+def _spend_by_day(lake: Lake, settings: JobSettings) -> dict[str, dict[tuple[str, str, str], float]]:
+    spend: dict[str, dict[tuple[str, str, str], float]] = defaultdict(lambda: defaultdict(float))
+    for row in lake.spend_rows():
+        try:
+            cost = to_base_currency(Decimal(row["cost"]), row.get("currency") or settings.base_currency,
+                                    settings.rates, settings.base_currency)
+        except Exception:  # noqa: BLE001, S112 - a bad spend line is skipped, never fatal
+            continue
+        key = (row.get("channel", ""), (row.get("source") or "").lower(), row.get("campaign") or "")
+        spend[row["date"]][key] += float(cost)
+    return spend
+
+
+def run_attribute_job(
+    store: AttributeStore, lake: Lake, *, days: list[str], now_ms: int, settings: JobSettings
+) -> JobReport:
+    """Refresh every dataset for the changes of ``days`` (see the module docstring)."""
+    report = JobReport(days=days)
+    reader = _Reader(store)
+    writer = _Writer(lake, report)
+    day_set = set(days)
+
+    # 1. Touches of the days (and of the days late touches arrived for), each with the lead that owns it.
+    affected_leads: set[str] = set()
+    touch_days = sorted(day_set | {late for day in days for late in store.late_touch_days(day)})
+    for day in touch_days:
+        rows = []
+        for touch in store.touches_on_day(day):
+            owner = reader.owner_of(touch)
+            if owner:
+                affected_leads.add(owner)
+            rows.append({**touch.model_dump(include={"touch_id", "visitor_id", "channel", "source", "medium",
+                                                     "campaign", "term", "content", "click_id_type",
+                                                     "referrer_host", "landing_path"}),
+                         "lead_id": owner, "occurred_at": _ts(touch.occurred_at)})
+        writer.put("touches", day, rows, ("occurred_at", "touch_id"))
+        report.touches += len(rows)
+
+    # 2. Changed leads, and the deals to credit again.
+    for day in days:
+        affected_leads.update(lead.lead_id for lead in store.leads_updated_on(day))
+    deal_keys: dict[str, tuple[str, str]] = {}
+    for day in days:
+        for deal in store.deals_changed_on(day):
+            deal_keys[_deal_key(str(deal.crm), deal.deal_id)] = (str(deal.crm), deal.deal_id)
+    leads_with_deals: set[str] = set()
+    for lead_id in sorted(affected_leads):
+        for link in store.deals_of_lead(lead_id):
+            leads_with_deals.add(lead_id)
+            deal_keys[_deal_key(str(link.crm), link.deal_id)] = (str(link.crm), link.deal_id)
+
+    # 3. Leads partitions (by creation day).
+    lead_rows: dict[str, list[dict]] = defaultdict(list)
+    for lead_id in sorted(affected_leads):
+        lead = reader.lead(lead_id)
+        if lead is not None:
+            lead_rows[day_of(lead.created_at)].append(_lead_row(lead, len(store.links_of_lead(lead_id))))
+    for dt, rows in sorted(lead_rows.items()):
+        writer.replace("leads", dt, ("lead_id",), {r["lead_id"] for r in rows}, rows, ("lead_id",))
+        report.leads += len(rows)
+
+    # 4. Conversions: every affected deal with its journey up to its conversion.
+    conversions: list[_Conversion] = []
+    deleted: set[str] = set()
+    old_partitions: dict[str, set[str]] = defaultdict(set)
+    for key, (crm, deal_id) in sorted(deal_keys.items()):
+        deal = store.get_deal(crm, deal_id)
+        if deal is None:
+            continue
+        for ms in (deal.opportunity_created_at, deal.won_at, deal.updated_at):
+            if ms is not None:
+                old_partitions[day_of(ms)].add(key)
+        if deal.lifecycle is DealLifecycle.DELETED:
+            deleted.add(key)
+            continue
+        at = _conversion_time(deal)
+        journey = [t for t in reader.journey(deal.lead_ids) if t.occurred_at <= at]
+        primary = reader.lead(deal.lead_ids[0]) if deal.lead_ids else None
+        conversions.append(_Conversion(
+            deal=deal, journey=journey, at=at, value=_amount_base(deal, settings),
+            lead_touch=_milestone(journey, primary.created_at if primary else None),
+            opportunity_touch=_milestone(journey, deal.opportunity_created_at),
+        ))
+    report.deals = len(conversions)
+    # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
+    others = [j for j in (reader.journey([lead_id]) for lead_id in sorted(affected_leads - leads_with_deals)) if j]
+
+    # 5. Deals (by opportunity creation day) and credits (by conversion day).
+    touched_keys = {_deal_key(str(c.deal.crm), c.deal.deal_id) for c in conversions} | deleted
+    deal_rows: dict[str, list[dict]] = defaultdict(list)
+    for c in conversions:
+        deal_rows[day_of(c.deal.opportunity_created_at or c.at)].append(_deal_row(c))
+    for dt in sorted(set(deal_rows) | set(old_partitions)):
+        writer.replace("deals", dt, ("crm", "deal_id"), touched_keys, deal_rows.get(dt, []), ("crm", "deal_id"))
+    credit_rows: dict[str, list[dict]] = defaultdict(list)
+    all_credit_rows = _credit_rows(conversions, others, settings)
+    for row in all_credit_rows:
+        credit_rows[day_of(int(row["converted_at"].timestamp() * 1000))].append(row)
+    report.credit_rows = len(all_credit_rows)
+    credit_days = sorted(set(credit_rows) | set(old_partitions))
+    for dt in credit_days:
+        writer.replace("attribution_credits", dt, ("crm", "deal_id"), touched_keys, credit_rows.get(dt, []),
+                       ("crm", "deal_id", "model", "touch_at", "touch_id"))
+
+    # 6. The pipeline snapshot of today: yesterday's, with the affected deals replaced.
+    today = day_of(now_ms)
+    previous = [p for p in lake.partitions("pipeline") if p <= today]
+    base = writer.read("pipeline", previous[-1]).to_pylist() if previous else []
+    kept = [r for r in base if _deal_key(r["crm"], r["deal_id"]) not in touched_keys]
+    amounts = {_deal_key(str(c.deal.crm), c.deal.deal_id): c for c in conversions}
+    fresh = [
+        {**{k: r[k] for k in ("crm", "deal_id", "model", "channel", "source", "medium", "campaign", "credit",
+                              "pipeline_credit")},
+         "pipeline": amounts[_deal_key(r["crm"], r["deal_id"])].deal.pipeline,
+         "stage": amounts[_deal_key(r["crm"], r["deal_id"])].deal.stage,
+         "amount_base": amounts[_deal_key(r["crm"], r["deal_id"])].value}
+        for r in all_credit_rows if r["pipeline_credit"] > 0 or (r["lifecycle"] not in {"won", "lost"})
+    ]
+    writer.put("pipeline", today, kept + fresh, ("crm", "deal_id", "model", "channel", "source", "campaign"))
+
+    # 7. channel_daily for every day whose inputs changed.
+    spend = _spend_by_day(lake, settings)
+    for dt in sorted(set(touch_days) | set(lead_rows) | set(credit_days) | set(spend) & day_set):
+        writer.put("channel_daily", dt, _channel_daily_rows(dt, writer, settings.models, spend.get(dt, {})),
+                   ("model", "channel", "source", "medium", "campaign"))
+    return report

@@ -1,0 +1,212 @@
+"""The whole loop under moto: visits, forms and CRM webhooks through the real handlers, the attribute
+job, and the named queries' SQL run with DuckDB on the Parquet it wrote."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import duckdb
+import pytest
+
+from closedloop.analytics.datasets import DATASETS
+from closedloop.analytics.queries import named_queries
+from closedloop.crm import sign_generic
+from closedloop.local.gateway import load_function
+from tests.conftest import SITE_ORIGIN
+from tests.support import api_event, invoke
+
+BUCKET = "closedloop-analytics-test"
+SIGNING_SECRET = "generic-signing-secret-0123456789"
+HOUR = 3_600_000
+DAY = 24 * HOUR
+NOW = int(time.time() * 1000)
+
+
+@pytest.fixture
+def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, ModuleType]]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="closedloop-webhooks", SecretString=json.dumps({"generic": {"signing_secret": SIGNING_SECRET}})
+    )
+    monkeypatch.setenv("WEBHOOK_SECRET_ARN", secret["ARN"])
+    monkeypatch.setenv("BUCKET_NAME", BUCKET)
+    yield {name: load_function(name) for name in ("collect", "identify", "crm_webhook", "attribute")}
+
+
+def visit(loop: dict[str, ModuleType], visitor: str, event_id: str, url: str, *, at: int, referrer: str = "") -> None:
+    body = {"event_id": event_id, "visitor_id": visitor, "url": url, "referrer": referrer, "ts": at,
+            "sent_at": NOW}
+    assert invoke(loop["collect"], api_event("POST", "/collect", body=body))[0] == 200
+
+
+def identify(loop: dict[str, ModuleType], visitor: str, email: str) -> None:
+    status, _, reply = invoke(loop["identify"], api_event("POST", "/identify", body={"email": email,
+                                                                                   "visitor_id": visitor}))
+    assert status == 200, reply
+
+
+def deal_event(loop: dict[str, ModuleType], event_id: str, deal_id: str, email: str, status: str, amount: str,
+               *, at: int) -> None:
+    body = json.dumps({
+        "event_id": event_id, "deal_id": deal_id, "contact_email": email, "stage": status, "status": status,
+        "amount": amount, "currency": "USD",
+        "occurred_at": datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(),
+    }).encode()
+    signature = sign_generic(SIGNING_SECRET, body, int(time.time()))
+    reply = invoke(loop["crm_webhook"], api_event("POST", "/webhooks/generic", body=body,
+                                                 content_type="application/json",
+                                                 headers={"x-closedloop-signature": signature}))
+    assert reply[0] == 200, reply
+
+
+RECENT = {"from": datetime.fromtimestamp((NOW - 7 * DAY) / 1000, tz=UTC).date().isoformat(),
+          "to": datetime.fromtimestamp(NOW / 1000, tz=UTC).date().isoformat()}
+
+
+def run_job(loop: dict[str, ModuleType], event: dict[str, Any] | None = None) -> dict[str, Any]:
+    from closedloop.local.gateway import LambdaContextStub
+
+    return loop["attribute"].handler(event or {"mode": "incremental"}, LambdaContextStub(function_name="attribute"))
+
+
+def lake_snapshot() -> dict[str, bytes]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in sorted(keys)}
+
+
+def duckdb_over_lake(tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    """The Athena tables, as DuckDB views over the same Parquet (downloaded: no httpfs offline)."""
+    for key, body in lake_snapshot().items():
+        if key.endswith(".parquet"):
+            target = tmp_path / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+    connection = duckdb.connect()
+    connection.execute("CREATE SCHEMA closedloop")
+    for ds in DATASETS:
+        folder = tmp_path / ds.name
+        if folder.exists():
+            source = f"read_parquet('{folder}/*/*.parquet', hive_partitioning = true)"
+        else:  # an empty table with the right columns
+            columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {c.name}" for c in ds.columns)
+            source = f"(SELECT {columns}, CAST(NULL AS VARCHAR) AS dt WHERE false)"
+        connection.execute(f"CREATE VIEW closedloop.{ds.name} AS SELECT * FROM {source}")
+    return connection
+
+
+@pytest.fixture
+def closed_loop(loop: dict[str, ModuleType]) -> dict[str, ModuleType]:
+    """Two leads from different channels; one deal won (12,000), one open (5,000); one lead without deal."""
+    visit(loop, "AdaVisitorAAAAAAAAAAAA", "evt-ada-0001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=brand",
+          at=NOW - 5 * DAY)
+    visit(loop, "AdaVisitorAAAAAAAAAAAA", "evt-ada-0002", f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email",
+          at=NOW - 3 * DAY)
+    identify(loop, "AdaVisitorAAAAAAAAAAAA", "ada@example.com")
+    visit(loop, "BobVisitorBBBBBBBBBBBB", "evt-bob-0001", f"{SITE_ORIGIN}/blog", at=NOW - 4 * DAY,
+          referrer="https://www.linkedin.com/")
+    identify(loop, "BobVisitorBBBBBBBBBBBB", "bob@example.com")
+    visit(loop, "CyVisitorCCCCCCCCCCCCC", "evt-cy-00001", f"{SITE_ORIGIN}/", at=NOW - 2 * DAY)
+    identify(loop, "CyVisitorCCCCCCCCCCCCC", "cy@example.com")
+    deal_event(loop, "deal-a-1", "A-1", "ada@example.com", "open", "12000", at=NOW - HOUR * 3)
+    deal_event(loop, "deal-a-2", "A-1", "ada@example.com", "won", "12000", at=NOW - HOUR * 2)
+    deal_event(loop, "deal-b-1", "B-1", "bob@example.com", "open", "5000", at=NOW - HOUR)
+    return loop
+
+
+def test_every_model_credits_exactly_the_revenue_won_and_the_open_pipeline(closed_loop, tmp_path):
+    report = run_job(closed_loop, {"mode": "full"})
+    assert report["deals"] == 2
+
+    sql = duckdb_over_lake(tmp_path)
+    per_model = sql.execute(
+        "SELECT model, SUM(revenue_credit), SUM(pipeline_credit), SUM(credit) "
+        "FROM closedloop.attribution_credits GROUP BY model ORDER BY model"
+    ).fetchall()
+    assert len(per_model) == 12
+    for model, revenue, pipeline, credit in per_model:
+        assert revenue == pytest.approx(12_000), model
+        assert pipeline == pytest.approx(5_000), model
+        assert credit == pytest.approx(2.0), model  # two deals, each credited in full
+
+    first_touch = dict(sql.execute(
+        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
+        "WHERE model = 'first_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0").fetchall())
+    last_touch = dict(sql.execute(
+        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
+        "WHERE model = 'last_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0").fetchall())
+    assert first_touch == {"Paid Search": pytest.approx(12_000)}
+    assert last_touch == {"Email": pytest.approx(12_000)}
+
+
+def test_the_named_queries_run_on_the_lake(closed_loop, tmp_path):
+    run_job(closed_loop, RECENT)
+    sql = duckdb_over_lake(tmp_path)
+    results = {q.name: sql.execute(q.sql).fetchall() for q in named_queries()}
+
+    revenue = {row[0]: row for row in results["revenue_by_channel_by_model"]}
+    assert revenue["Paid Search"][1] == pytest.approx(12_000)  # first_touch column
+    assert sum(row[2] for row in results["revenue_by_channel_by_model"]) == pytest.approx(12_000)
+    funnel = {row[0]: row for row in results["funnel_by_channel"]}
+    assert sum(row[1] for row in funnel.values()) == 4  # four touches
+    assert sum(row[2] for row in funnel.values()) == pytest.approx(3)  # three leads
+    assert sum(row[3] for row in funnel.values()) == pytest.approx(2)  # two opportunities
+    assert sum(row[4] for row in funnel.values()) == pytest.approx(1)  # one customer
+    pipeline = results["pipeline_by_stage_and_source"]
+    assert sum(row[4] for row in pipeline) == pytest.approx(5_000)
+
+
+def test_a_rerun_changes_nothing(closed_loop):
+    run_job(closed_loop, RECENT)
+    first = lake_snapshot()
+    run_job(closed_loop, RECENT)
+    assert lake_snapshot() == first
+
+
+def test_a_deal_won_moves_from_pipeline_to_revenue(closed_loop, tmp_path):
+    run_job(closed_loop)
+    deal_event(closed_loop, "deal-b-2", "B-1", "bob@example.com", "won", "5000", at=NOW - 60_000)
+
+    run_job(closed_loop)
+
+    sql = duckdb_over_lake(tmp_path)
+    revenue, pipeline = sql.execute(
+        "SELECT SUM(revenue_credit), SUM(pipeline_credit) FROM closedloop.attribution_credits "
+        "WHERE model = 'linear'").fetchone()
+    assert (revenue, pipeline) == (pytest.approx(17_000), pytest.approx(0))
+    latest = sql.execute("SELECT COUNT(*) FROM closedloop.pipeline WHERE dt = (SELECT MAX(dt) FROM closedloop.pipeline)").fetchone()
+    assert latest == (0,)
+
+
+def test_revenue_no_web_touch_explains_is_counted_not_dropped(loop, tmp_path):
+    deal_event(loop, "deal-x-1", "X-1", "never.visited@example.com", "won", "900", at=NOW - HOUR)
+    run_job(loop, RECENT)
+    rows = duckdb_over_lake(tmp_path).execute(
+        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits WHERE model = 'markov' "
+        "GROUP BY channel").fetchall()
+    assert rows == [("(no web touch)", pytest.approx(900))]
+
+
+def test_a_late_touch_changes_only_the_affected_partitions(closed_loop):
+    run_job(closed_loop, RECENT)
+    before = lake_snapshot()
+    # A touch of Bob's arrives late (a retried beacon), dated three days ago
+    visit(closed_loop, "BobVisitorBBBBBBBBBBBB", "evt-bob-late", f"{SITE_ORIGIN}/?utm_source=bing&utm_medium=cpc",
+          at=NOW - 4 * DAY + HOUR)
+
+    run_job(closed_loop)
+
+    after = lake_snapshot()
+    changed = {key.split("/")[0] for key in set(before) | set(after) if before.get(key) != after.get(key)}
+    assert "touches" in changed
+    assert "attribution_credits" in changed  # Bob's deal now has two touches
+    assert "leads" not in changed  # Bob's lead profile itself did not change
