@@ -61,7 +61,11 @@ def post_identify():
     content_type = app.current_event.headers.get("content-type", "")
     request = _parse(content_type)
     html_form = is_html_form(content_type)
-    redirect = safe_redirect(request.redirect, settings.allowed_origins) if request.redirect else None
+    redirect = (
+        safe_redirect(request.redirect, settings.allowed_origins, referer=app.current_event.headers.get("referer"))
+        if request.redirect
+        else None
+    )
 
     if request.website:
         # Honeypot filled: a bot. Answer exactly like a success so it learns nothing; store nothing.

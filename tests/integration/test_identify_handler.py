@@ -128,6 +128,15 @@ def test_a_plain_html_form_lands_on_the_thank_you_page(collect, identify, store)
     assert store.get_lead(lead_id_for("sam@example.com")) is not None
 
 
+def test_a_site_relative_redirect_resolves_against_the_posting_page(identify):
+    fields = {"email": "rel@example.com", "redirect": "/thanks.html"}
+    status, headers, _ = invoke(identify, form_post(fields, referer=f"{SITE_ORIGIN}/contact.html"))
+    assert (status, headers["location"]) == (303, f"{SITE_ORIGIN}/thanks.html")
+
+    status, _, _ = invoke(identify, form_post(fields, referer="https://evil.test/contact.html"))
+    assert status == 400
+
+
 def test_a_multipart_form_is_read_too(identify, store):
     boundary = "----closedloopBoundary42"
     parts = [("email", "ana@example.com"), ("closedloop_visitor_id", LAPTOP), ("job_title", "CMO")]

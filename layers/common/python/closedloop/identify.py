@@ -47,11 +47,21 @@ class IdentifyResult:
     duplicate: bool = False
 
 
-def safe_redirect(target: str, allowed_origins: tuple[str, ...]) -> str:
-    """``target`` if it is an absolute http(s) URL on an allowed origin, else a 400 (no open redirect)."""
+def safe_redirect(target: str, allowed_origins: tuple[str, ...], *, referer: str | None = None) -> str:
+    """``target`` if it is on an allowed origin, else a 400 (no open redirect).
+
+    A site-relative path (``/thanks.html``, what a form without JavaScript holds) is resolved against
+    the page that posted the form (``Referer``), which must itself be on an allowed origin.
+    """
+    allowed = {o.lower() for o in allowed_origins}
+    if target.startswith("/") and not target.startswith("//") and referer:
+        page = urlsplit(referer)
+        page_origin = f"{page.scheme}://{page.netloc}".lower()
+        if page_origin in allowed:
+            target = page_origin + target
     parts = urlsplit(target)
     origin = f"{parts.scheme}://{parts.netloc}".lower()
-    if parts.scheme not in {"http", "https"} or origin not in {o.lower() for o in allowed_origins}:
+    if parts.scheme not in {"http", "https"} or origin not in allowed:
         raise InvalidInputError(
             "the redirect target is not on an allowed origin",
             details=[{"loc": ["body", "redirect"], "msg": "must start with one of the allowed origins"}],

@@ -6,6 +6,7 @@ endpoint override in AWS; nothing in the product knows it runs locally.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,7 +19,15 @@ from closedloop.local import moto_speedups
 from closedloop.local.gateway import LocalGateway
 from closedloop.store.schema import create_table
 
-__all__ = ["LocalStack", "free_port"]
+__all__ = ["LOCAL_CRM_SECRETS", "LocalStack", "free_port"]
+
+# The CRM credentials of the local stack (moto's Secrets Manager): what the demo's CRMs sign with.
+LOCAL_CRM_SECRETS: dict[str, dict[str, str]] = {
+    "hubspot": {"client_secret": "local-hubspot-client-secret-0001"},
+    "salesforce": {"url_token": "local-salesforce-url-token-0001", "organization_id": "00D5e000000KQ2eEAG"},
+    "pipedrive": {"username": "closedloop", "password": "local-pipedrive-password-0001"},
+    "generic": {"signing_secret": "local-generic-signing-secret-0001"},
+}
 
 
 def free_port() -> int:
@@ -33,6 +42,7 @@ class LocalStack:
 
     port: int = 0
     table_name: str = "closedloop-local"
+    bucket_name: str = "closedloop-analytics-local"
     region: str = "us-east-1"
     extra_env: dict[str, str] = field(default_factory=dict)
     functions_dir: Path | None = None
@@ -89,6 +99,13 @@ class LocalStack:
             }
         )
         create_table(self.dynamodb(), self.table_name)
+        import boto3
+
+        boto3.client("s3", region_name=self.region, endpoint_url=self.moto_url).create_bucket(Bucket=self.bucket_name)
+        secret = boto3.client("secretsmanager", region_name=self.region, endpoint_url=self.moto_url).create_secret(
+            Name=f"{self.table_name}-webhooks", SecretString=json.dumps(LOCAL_CRM_SECRETS)
+        )
+        self._set_env({"BUCKET_NAME": self.bucket_name, "WEBHOOK_SECRET_ARN": secret["ARN"]})
         self.gateway = LocalGateway(port=gateway_port, functions_dir=self.functions_dir).start()
         return self
 
