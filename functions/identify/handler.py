@@ -62,7 +62,9 @@ def post_identify():
     request = _parse(content_type)
     html_form = is_html_form(content_type)
     redirect = (
-        safe_redirect(request.redirect, settings.allowed_origins, referer=app.current_event.headers.get("referer"))
+        safe_redirect(
+            request.redirect, settings.allowed_origins, referer=app.current_event.headers.get("referer")
+        )
         if request.redirect
         else None
     )

@@ -124,7 +124,9 @@ class AnalyticsConstruct(Construct):
             name=WORKGROUP_NAME,
             description="Closedloop analytics: results in the analytics bucket, scans capped per query.",
             state="ENABLED",
-            recursive_delete_option=not production,
+            # Configuration only (results live in the retained bucket): deleting the stack deletes it,
+            # with its query history, so a redeploy can create "closedloop" again.
+            recursive_delete_option=True,
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
                 enforce_work_group_configuration=True,
                 publish_cloud_watch_metrics_enabled=True,
@@ -141,7 +143,6 @@ class AnalyticsConstruct(Construct):
                 ),
             ),
         )
-        self.workgroup.apply_removal_policy(removal_policy)
         self.workgroup_name = WORKGROUP_NAME
 
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}

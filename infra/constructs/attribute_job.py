@@ -23,7 +23,8 @@ from infra.constructs.layers import PYTHON_VERSION
 from infra.constructs.storage import StorageConstruct
 
 # AWS SDK for pandas release whose managed layer we use; bump deliberately (its pyarrow/numpy come with it).
-SDK_FOR_PANDAS_VERSION = "3.16.1"
+# Not 3.16.1: its layer grew to ~204 MB unzipped (aws/aws-sdk-pandas#3331); 3.16.0's is ~167 MB.
+SDK_FOR_PANDAS_VERSION = "3.16.0"
 SDK_FOR_PANDAS_PARAMETER = (
     f"/aws/service/aws-sdk-pandas/{SDK_FOR_PANDAS_VERSION}/py{PYTHON_VERSION}/arm64/layer-arn"
 )
@@ -57,7 +58,9 @@ class AttributeJobConstruct(Construct):
         self.function = ClosedloopFunction(
             self,
             "attribute",
-            layers=[*layers, self.sdk_for_pandas],
+            # First: Lambda extracts layers in order, later ones overwrite shared files, so the
+            # Powertools and common layers' newer pydantic/typing_extensions win over pandas' copies.
+            layers=[self.sdk_for_pandas, *layers],
             environment={
                 "TABLE_NAME": table.table.table_name,
                 "BUCKET_NAME": bucket.bucket_name,

@@ -189,7 +189,8 @@ def test_the_attribute_function_runs_on_arm64_with_the_sdk_for_pandas_layer(temp
     sdk_parameter = next(
         name for name, p in parameters.items() if p.get("Default") == SDK_FOR_PANDAS_PARAMETER
     )
-    assert {"Ref": sdk_parameter} in layers
+    # First, so the Powertools and common layers' files win where the layers overlap.
+    assert layers[0] == {"Ref": sdk_parameter}
     assert SDK_FOR_PANDAS_PARAMETER.startswith("/aws/service/aws-sdk-pandas/3.")
     assert SDK_FOR_PANDAS_PARAMETER.endswith("/py3.12/arm64/layer-arn")
     variables = properties["Environment"]["Variables"]

@@ -3,10 +3,8 @@ job, and the named queries' SQL run with DuckDB on the Parquet it wrote."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +29,7 @@ NOW = int(time.time() * 1000)
 
 
 @pytest.fixture
-def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, ModuleType]]:
+def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
     secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
@@ -39,43 +37,71 @@ def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, M
     )
     monkeypatch.setenv("WEBHOOK_SECRET_ARN", secret["ARN"])
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
-    yield {name: load_function(name) for name in ("collect", "identify", "crm_webhook", "attribute")}
+    return {name: load_function(name) for name in ("collect", "identify", "crm_webhook", "attribute")}
 
 
-def visit(loop: dict[str, ModuleType], visitor: str, event_id: str, url: str, *, at: int, referrer: str = "") -> None:
-    body = {"event_id": event_id, "visitor_id": visitor, "url": url, "referrer": referrer, "ts": at,
-            "sent_at": NOW}
+def visit(
+    loop: dict[str, ModuleType], visitor: str, event_id: str, url: str, *, at: int, referrer: str = ""
+) -> None:
+    body = {
+        "event_id": event_id,
+        "visitor_id": visitor,
+        "url": url,
+        "referrer": referrer,
+        "ts": at,
+        "sent_at": NOW,
+    }
     assert invoke(loop["collect"], api_event("POST", "/collect", body=body))[0] == 200
 
 
 def identify(loop: dict[str, ModuleType], visitor: str, email: str) -> None:
-    status, _, reply = invoke(loop["identify"], api_event("POST", "/identify", body={"email": email,
-                                                                                   "visitor_id": visitor}))
+    status, _, reply = invoke(
+        loop["identify"], api_event("POST", "/identify", body={"email": email, "visitor_id": visitor})
+    )
     assert status == 200, reply
 
 
-def deal_event(loop: dict[str, ModuleType], event_id: str, deal_id: str, email: str, status: str, amount: str,
-               *, at: int) -> None:
-    body = json.dumps({
-        "event_id": event_id, "deal_id": deal_id, "contact_email": email, "stage": status, "status": status,
-        "amount": amount, "currency": "USD",
-        "occurred_at": datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(),
-    }).encode()
+def deal_event(
+    loop: dict[str, ModuleType], event_id: str, deal_id: str, email: str, status: str, amount: str, *, at: int
+) -> None:
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "deal_id": deal_id,
+            "contact_email": email,
+            "stage": status,
+            "status": status,
+            "amount": amount,
+            "currency": "USD",
+            "occurred_at": datetime.fromtimestamp(at / 1000, tz=UTC).isoformat(),
+        }
+    ).encode()
     signature = sign_generic(SIGNING_SECRET, body, int(time.time()))
-    reply = invoke(loop["crm_webhook"], api_event("POST", "/webhooks/generic", body=body,
-                                                 content_type="application/json",
-                                                 headers={"x-closedloop-signature": signature}))
+    reply = invoke(
+        loop["crm_webhook"],
+        api_event(
+            "POST",
+            "/webhooks/generic",
+            body=body,
+            content_type="application/json",
+            headers={"x-closedloop-signature": signature},
+        ),
+    )
     assert reply[0] == 200, reply
 
 
-RECENT = {"from": datetime.fromtimestamp((NOW - 7 * DAY) / 1000, tz=UTC).date().isoformat(),
-          "to": datetime.fromtimestamp(NOW / 1000, tz=UTC).date().isoformat()}
+RECENT = {
+    "from": datetime.fromtimestamp((NOW - 7 * DAY) / 1000, tz=UTC).date().isoformat(),
+    "to": datetime.fromtimestamp(NOW / 1000, tz=UTC).date().isoformat(),
+}
 
 
 def run_job(loop: dict[str, ModuleType], event: dict[str, Any] | None = None) -> dict[str, Any]:
     from closedloop.local.gateway import LambdaContextStub
 
-    return loop["attribute"].handler(event or {"mode": "incremental"}, LambdaContextStub(function_name="attribute"))
+    return loop["attribute"].handler(
+        event or {"mode": "incremental"}, LambdaContextStub(function_name="attribute")
+    )
 
 
 def lake_snapshot() -> dict[str, bytes]:
@@ -107,13 +133,29 @@ def duckdb_over_lake(tmp_path: Path) -> duckdb.DuckDBPyConnection:
 @pytest.fixture
 def closed_loop(loop: dict[str, ModuleType]) -> dict[str, ModuleType]:
     """Two leads from different channels; one deal won (12,000), one open (5,000); one lead without deal."""
-    visit(loop, "AdaVisitorAAAAAAAAAAAA", "evt-ada-0001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=brand",
-          at=NOW - 5 * DAY)
-    visit(loop, "AdaVisitorAAAAAAAAAAAA", "evt-ada-0002", f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email",
-          at=NOW - 3 * DAY)
+    visit(
+        loop,
+        "AdaVisitorAAAAAAAAAAAA",
+        "evt-ada-0001",
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc&utm_campaign=brand",
+        at=NOW - 5 * DAY,
+    )
+    visit(
+        loop,
+        "AdaVisitorAAAAAAAAAAAA",
+        "evt-ada-0002",
+        f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email",
+        at=NOW - 3 * DAY,
+    )
     identify(loop, "AdaVisitorAAAAAAAAAAAA", "ada@example.com")
-    visit(loop, "BobVisitorBBBBBBBBBBBB", "evt-bob-0001", f"{SITE_ORIGIN}/blog", at=NOW - 4 * DAY,
-          referrer="https://www.linkedin.com/")
+    visit(
+        loop,
+        "BobVisitorBBBBBBBBBBBB",
+        "evt-bob-0001",
+        f"{SITE_ORIGIN}/blog",
+        at=NOW - 4 * DAY,
+        referrer="https://www.linkedin.com/",
+    )
     identify(loop, "BobVisitorBBBBBBBBBBBB", "bob@example.com")
     visit(loop, "CyVisitorCCCCCCCCCCCCC", "evt-cy-00001", f"{SITE_ORIGIN}/", at=NOW - 2 * DAY)
     identify(loop, "CyVisitorCCCCCCCCCCCCC", "cy@example.com")
@@ -138,12 +180,18 @@ def test_every_model_credits_exactly_the_revenue_won_and_the_open_pipeline(close
         assert pipeline == pytest.approx(5_000), model
         assert credit == pytest.approx(2.0), model  # two deals, each credited in full
 
-    first_touch = dict(sql.execute(
-        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
-        "WHERE model = 'first_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0").fetchall())
-    last_touch = dict(sql.execute(
-        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
-        "WHERE model = 'last_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0").fetchall())
+    first_touch = dict(
+        sql.execute(
+            "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
+            "WHERE model = 'first_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0"
+        ).fetchall()
+    )
+    last_touch = dict(
+        sql.execute(
+            "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits "
+            "WHERE model = 'last_touch' GROUP BY channel HAVING SUM(revenue_credit) > 0"
+        ).fetchall()
+    )
     assert first_touch == {"Paid Search": pytest.approx(12_000)}
     assert last_touch == {"Email": pytest.approx(12_000)}
 
@@ -181,18 +229,26 @@ def test_a_deal_won_moves_from_pipeline_to_revenue(closed_loop, tmp_path):
     sql = duckdb_over_lake(tmp_path)
     revenue, pipeline = sql.execute(
         "SELECT SUM(revenue_credit), SUM(pipeline_credit) FROM closedloop.attribution_credits "
-        "WHERE model = 'linear'").fetchone()
+        "WHERE model = 'linear'"
+    ).fetchone()
     assert (revenue, pipeline) == (pytest.approx(17_000), pytest.approx(0))
-    latest = sql.execute("SELECT COUNT(*) FROM closedloop.pipeline WHERE dt = (SELECT MAX(dt) FROM closedloop.pipeline)").fetchone()
+    latest = sql.execute(
+        "SELECT COUNT(*) FROM closedloop.pipeline WHERE dt = (SELECT MAX(dt) FROM closedloop.pipeline)"
+    ).fetchone()
     assert latest == (0,)
 
 
 def test_revenue_no_web_touch_explains_is_counted_not_dropped(loop, tmp_path):
     deal_event(loop, "deal-x-1", "X-1", "never.visited@example.com", "won", "900", at=NOW - HOUR)
     run_job(loop, RECENT)
-    rows = duckdb_over_lake(tmp_path).execute(
-        "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits WHERE model = 'markov' "
-        "GROUP BY channel").fetchall()
+    rows = (
+        duckdb_over_lake(tmp_path)
+        .execute(
+            "SELECT channel, SUM(revenue_credit) FROM closedloop.attribution_credits WHERE model = 'markov' "
+            "GROUP BY channel"
+        )
+        .fetchall()
+    )
     assert rows == [("(no web touch)", pytest.approx(900))]
 
 
@@ -200,8 +256,13 @@ def test_a_late_touch_changes_only_the_affected_partitions(closed_loop):
     run_job(closed_loop, RECENT)
     before = lake_snapshot()
     # A touch of Bob's arrives late (a retried beacon), dated three days ago
-    visit(closed_loop, "BobVisitorBBBBBBBBBBBB", "evt-bob-late", f"{SITE_ORIGIN}/?utm_source=bing&utm_medium=cpc",
-          at=NOW - 4 * DAY + HOUR)
+    visit(
+        closed_loop,
+        "BobVisitorBBBBBBBBBBBB",
+        "evt-bob-late",
+        f"{SITE_ORIGIN}/?utm_source=bing&utm_medium=cpc",
+        at=NOW - 4 * DAY + HOUR,
+    )
 
     run_job(closed_loop)
 

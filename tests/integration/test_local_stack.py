@@ -40,7 +40,9 @@ def test_a_transaction_with_one_failed_condition_writes_nothing_and_says_which(s
 
 def test_a_transaction_whose_conditions_hold_writes_every_item(stack):
     client = stack.dynamodb()
-    client.transact_write_items(TransactItems=[put("C", "1", stack.table_name), put("C", "2", stack.table_name)])
+    client.transact_write_items(
+        TransactItems=[put("C", "1", stack.table_name), put("C", "2", stack.table_name)]
+    )
     items = client.query(
         TableName=stack.table_name,
         KeyConditionExpression="pk = :pk",

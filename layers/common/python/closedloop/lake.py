@@ -91,12 +91,16 @@ class Lake:
                 return sorted(found)
 
     def spend_rows(self) -> list[dict[str, str]]:
-        """Every row of the ad-spend CSVs under ``spend/`` (date, channel, source, campaign, cost, currency)."""
+        """Rows of the ad-spend CSVs under ``spend/``: date, channel, source, campaign, cost, currency."""
         rows: list[dict[str, str]] = []
         reply = self._call("list_objects_v2", Bucket=self.bucket, Prefix=SPEND_PREFIX) or {}
         for item in sorted(reply.get("Contents", []), key=lambda o: o["Key"]):
             if not item["Key"].endswith(".csv"):
                 continue
-            body = self._call("get_object", Bucket=self.bucket, Key=item["Key"])["Body"].read().decode("utf-8-sig")
+            body = (
+                self._call("get_object", Bucket=self.bucket, Key=item["Key"])["Body"]
+                .read()
+                .decode("utf-8-sig")
+            )
             rows += list(csv.DictReader(io.StringIO(body)))
         return rows

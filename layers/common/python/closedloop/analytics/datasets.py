@@ -48,7 +48,7 @@ class Dataset:
         return pa.schema([pa.field(c.name, c.arrow) for c in self.columns])
 
 
-S, I, F, B, T = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("ms", tz="UTC")
+S, INT, F, B, T = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("ms", tz="UTC")
 
 
 def _source_columns(prefix: str, what: str) -> tuple[Column, ...]:
@@ -68,12 +68,16 @@ DATASETS: tuple[Dataset, ...] = (
         (
             Column("touch_id", S, "Id of the touch (the event id of the session's first event)."),
             Column("visitor_id", S, "The tracker's visitor id (a device)."),
-            Column("lead_id", S, "The lead this touch belongs to (by the visitor's links), null if anonymous."),
+            Column(
+                "lead_id", S, "The lead this touch belongs to (by the visitor's links), null if anonymous."
+            ),
             Column("occurred_at", T, "When the session started (server-corrected time)."),
             *_source_columns("", "the touch"),
             Column("term", S, "utm_term."),
             Column("content", S, "utm_content."),
-            Column("click_id_type", S, "Ad click id parameter present (gclid, fbclid, msclkid, ...), if any."),
+            Column(
+                "click_id_type", S, "Ad click id parameter present (gclid, fbclid, msclkid, ...), if any."
+            ),
             Column("referrer_host", S, "Host of the external referrer, if any."),
             Column("landing_path", S, "Path of the landing page (no query string)."),
         ),
@@ -87,8 +91,8 @@ DATASETS: tuple[Dataset, ...] = (
             Column("created_at", T, "First form submission (or first CRM mention for an offline lead)."),
             Column("updated_at", T, "Last change of the lead."),
             Column("first_seen_at", T, "First touch of the lead's journey, null for an offline lead."),
-            Column("submissions", I, "Form submissions so far."),
-            Column("visitors", I, "Devices (visitor ids) linked to the lead."),
+            Column("submissions", INT, "Form submissions so far."),
+            Column("visitors", INT, "Devices (visitor ids) linked to the lead."),
             Column("company", S, "Company, as given in a form."),
             Column("job_title", S, "Job title, as given in a form."),
             *_source_columns("original_", "the first touch (original source)"),
@@ -105,7 +109,7 @@ DATASETS: tuple[Dataset, ...] = (
             Column("crm", S, "hubspot, salesforce, pipedrive or generic."),
             Column("deal_id", S, "The CRM's id of the deal."),
             Column("lead_id", S, "The deal's primary lead (first contact), null if no contact email."),
-            Column("lead_count", I, "Leads (contacts) of the deal."),
+            Column("lead_count", INT, "Leads (contacts) of the deal."),
             Column("lifecycle", S, "open, won, lost, reopened or deleted."),
             Column("pipeline", S, "The CRM's pipeline."),
             Column("stage", S, "The CRM's stage."),
@@ -116,7 +120,7 @@ DATASETS: tuple[Dataset, ...] = (
             Column("won_at", T, "When it was (last) won."),
             Column("lost_at", T, "When it was (last) lost."),
             Column("updated_at", T, "The CRM time of the last change applied."),
-            Column("touches", I, "Web touches in the deal's journey (within the lookback window)."),
+            Column("touches", INT, "Web touches in the deal's journey (within the lookback window)."),
         ),
     ),
     Dataset(
@@ -145,7 +149,7 @@ DATASETS: tuple[Dataset, ...] = (
         (
             Column("model", S, "Attribution model of the credited columns."),
             *_source_columns("", "the row"),
-            Column("visits", I, "Touches (sessions started) from this source on this day."),
+            Column("visits", INT, "Touches (sessions started) from this source on this day."),
             Column("leads", F, "Leads created this day, credited to this source by the model."),
             Column("opportunities", F, "Opportunities created this day, credited to this source."),
             Column("deals_won", F, "Deals won this day, credited to this source."),

@@ -118,11 +118,14 @@ class _Reader:
         return self._leads[lead_id]
 
     def owner_of(self, touch: Touch) -> str | None:
-        return next((l.lead_id for l in self.links_of_visitor(touch.visitor_id) if l.covers(touch.occurred_at)), None)
+        links = self.links_of_visitor(touch.visitor_id)
+        return next((link.lead_id for link in links if link.covers(touch.occurred_at)), None)
 
     def journey(self, lead_ids: Iterable[str]) -> list[Touch]:
         links = [link for lead_id in lead_ids for link in self.store.links_of_lead(lead_id)]
-        return journey_touches(links, {link.visitor_id: self.touches_of_visitor(link.visitor_id) for link in links})
+        return journey_touches(
+            links, {link.visitor_id: self.touches_of_visitor(link.visitor_id) for link in links}
+        )
 
 
 @dataclass
@@ -140,8 +143,11 @@ class _Conversion:
 def _amount_base(deal: StoredDeal, settings: JobSettings) -> float:
     if deal.amount is None:
         return 0.0
-    return float(to_base_currency(deal.amount, deal.currency or settings.base_currency, settings.rates,
-                                  settings.base_currency))
+    return float(
+        to_base_currency(
+            deal.amount, deal.currency or settings.base_currency, settings.rates, settings.base_currency
+        )
+    )
 
 
 def _milestone(journey: list[Touch], at: int | None) -> int:
@@ -180,17 +186,22 @@ def _build_batch(conversions: list[_Conversion], others: list[list[Touch]]) -> t
         converted=np.array([True] * n_conv + [False] * len(others)),
         touch_time=np.array([t.occurred_at // 1000 for t in flat], dtype=np.int64),
         conversion_time=np.array(
-            [c.at // 1000 for c in conversions] + [max((t.occurred_at for t in j), default=0) // 1000 for j in others],
+            [c.at // 1000 for c in conversions]
+            + [max((t.occurred_at for t in j), default=0) // 1000 for j in others],
             dtype=np.int64,
         ),
         conversion_value=np.array([c.value for c in conversions] + [0.0] * len(others), dtype=np.float64),
         lead_touch=np.array([c.lead_touch for c in conversions] + [-1] * len(others), dtype=np.int64),
-        opportunity_touch=np.array([c.opportunity_touch for c in conversions] + [-1] * len(others), dtype=np.int64),
+        opportunity_touch=np.array(
+            [c.opportunity_touch for c in conversions] + [-1] * len(others), dtype=np.int64
+        ),
     )
     return batch, names
 
 
-def _credit_rows(conversions: list[_Conversion], others: list[list[Touch]], settings: JobSettings) -> list[dict]:
+def _credit_rows(
+    conversions: list[_Conversion], others: list[list[Touch]], settings: JobSettings
+) -> list[dict]:
     """One row per deal x credited touch x model, plus '(no web touch)' rows for journeys with none."""
     rows: list[dict] = []
     options = AttributionOptions(lookback_days=settings.lookback_days, half_life_days=settings.half_life_days)
@@ -201,12 +212,18 @@ def _credit_rows(conversions: list[_Conversion], others: list[list[Touch]], sett
     credited: set[int] = set()
     if credits is not None:
         for journey, touch, model, share, value in zip(
-            credits.journey.tolist(), credits.touch.tolist(), credits.model.tolist(),
-            credits.credit.tolist(), credits.value_credit.tolist(), strict=True,
+            credits.journey.tolist(),
+            credits.touch.tolist(),
+            credits.model.tolist(),
+            credits.credit.tolist(),
+            credits.value_credit.tolist(),
+            strict=True,
         ):
             conversion = conversions[journey]
             credited.add(journey)
-            rows.append(_credit_row(conversion, conversion.journey[touch], credits.models[model], share, value))
+            rows.append(
+                _credit_row(conversion, conversion.journey[touch], credits.models[model], share, value)
+            )
     for index, conversion in enumerate(conversions):
         if index not in credited:
             for model in settings.models:
@@ -214,7 +231,9 @@ def _credit_rows(conversions: list[_Conversion], others: list[list[Touch]], sett
     return rows
 
 
-def _credit_row(c: _Conversion, touch: Touch | None, model: AttributionModel, share: float, value: float) -> dict:
+def _credit_row(
+    c: _Conversion, touch: Touch | None, model: AttributionModel, share: float, value: float
+) -> dict:
     deal = c.deal
     won = deal.lifecycle is DealLifecycle.WON
     open_ = deal.lifecycle not in CLOSED_TO_PIPELINE
@@ -323,8 +342,15 @@ class _Writer:
         else:
             self._existing[name].discard(dt)
 
-    def replace(self, name: str, dt: str, key: tuple[str, ...], drop: set[str], rows: list[dict],
-                sort_by: tuple[str, ...]) -> None:
+    def replace(
+        self,
+        name: str,
+        dt: str,
+        key: tuple[str, ...],
+        drop: set[str],
+        rows: list[dict],
+        sort_by: tuple[str, ...],
+    ) -> None:
         existing = self.read(name, dt).to_pylist()
         kept = [r for r in existing if "#".join(str(r[k]) for k in key) not in drop]
         self._write(name, dt, _table(dataset(name), kept + rows, sort_by))
@@ -333,8 +359,9 @@ class _Writer:
         self._write(name, dt, _table(dataset(name), rows, sort_by))
 
 
-def _channel_daily_rows(day: str, writer: _Writer, models: tuple[AttributionModel, ...],
-                        spend: dict[tuple[str, str, str], float]) -> list[dict]:
+def _channel_daily_rows(
+    day: str, writer: _Writer, models: tuple[AttributionModel, ...], spend: dict[tuple[str, str, str], float]
+) -> list[dict]:
     """The funnel and credit of one day by model x channel x source x medium x campaign."""
     keys = ("channel", "source", "medium", "campaign")
     totals: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -353,11 +380,17 @@ def _channel_daily_rows(day: str, writer: _Writer, models: tuple[AttributionMode
             bucket["deals_won"] += row["credit"]
         bucket["revenue_credited"] += row["revenue_credit"]
         bucket["pipeline_credited"] += row["pipeline_credit"]
-    for (channel, source, campaign), cost in spend.items():
-        matches = [k for k in totals if k[1] == channel and k[2] == source and (k[4] or "") == campaign]
+    for (spend_channel, spend_source, spend_campaign), cost in spend.items():
+        matches = [
+            k
+            for k in totals
+            if k[1] == spend_channel and k[2] == spend_source and (k[4] or "") == spend_campaign
+        ]
         if not matches:
             for model in models:
-                totals[(str(model), channel, source, "(spend)", campaign or None)]["cost"] += cost
+                totals[(str(model), spend_channel, spend_source, "(spend)", spend_campaign or None)][
+                    "cost"
+                ] += cost
             continue
         for model in models:  # one medium per (channel, source, campaign) carries the cost
             target = next((k for k in matches if k[0] == str(model)), None)
@@ -368,16 +401,25 @@ def _channel_daily_rows(day: str, writer: _Writer, models: tuple[AttributionMode
         cost = values.get("cost", 0.0)
         leads, won = values.get("leads", 0.0), values.get("deals_won", 0.0)
         revenue = values.get("revenue_credited", 0.0)
-        rows.append({
-            "model": model, "channel": channel, "source": source, "medium": medium, "campaign": campaign,
-            "visits": int(values.get("visits", 0)), "leads": leads,
-            "opportunities": values.get("opportunities", 0.0), "deals_won": won,
-            "pipeline_credited": values.get("pipeline_credited", 0.0), "revenue_credited": revenue,
-            "cost": cost,
-            "roas": revenue / cost if cost else None,
-            "cost_per_lead": cost / leads if cost and leads else None,
-            "customer_acquisition_cost": cost / won if cost and won else None,
-        })
+        rows.append(
+            {
+                "model": model,
+                "channel": channel,
+                "source": source,
+                "medium": medium,
+                "campaign": campaign,
+                "visits": int(values.get("visits", 0)),
+                "leads": leads,
+                "opportunities": values.get("opportunities", 0.0),
+                "deals_won": won,
+                "pipeline_credited": values.get("pipeline_credited", 0.0),
+                "revenue_credited": revenue,
+                "cost": cost,
+                "roas": revenue / cost if cost else None,
+                "cost_per_lead": cost / leads if cost and leads else None,
+                "customer_acquisition_cost": cost / won if cost and won else None,
+            }
+        )
     return rows
 
 
@@ -385,9 +427,13 @@ def _spend_by_day(lake: Lake, settings: JobSettings) -> dict[str, dict[tuple[str
     spend: dict[str, dict[tuple[str, str, str], float]] = defaultdict(lambda: defaultdict(float))
     for row in lake.spend_rows():
         try:
-            cost = to_base_currency(Decimal(row["cost"]), row.get("currency") or settings.base_currency,
-                                    settings.rates, settings.base_currency)
-        except Exception:  # noqa: BLE001, S112 - a bad spend line is skipped, never fatal
+            cost = to_base_currency(
+                Decimal(row["cost"]),
+                row.get("currency") or settings.base_currency,
+                settings.rates,
+                settings.base_currency,
+            )
+        except Exception:  # noqa: S112 - a bad spend line is skipped, never fatal
             continue
         key = (row.get("channel", ""), (row.get("source") or "").lower(), row.get("campaign") or "")
         spend[row["date"]][key] += float(cost)
@@ -412,10 +458,27 @@ def run_attribute_job(
             owner = reader.owner_of(touch)
             if owner:
                 affected_leads.add(owner)
-            rows.append({**touch.model_dump(include={"touch_id", "visitor_id", "channel", "source", "medium",
-                                                     "campaign", "term", "content", "click_id_type",
-                                                     "referrer_host", "landing_path"}),
-                         "lead_id": owner, "occurred_at": _ts(touch.occurred_at)})
+            rows.append(
+                {
+                    **touch.model_dump(
+                        include={
+                            "touch_id",
+                            "visitor_id",
+                            "channel",
+                            "source",
+                            "medium",
+                            "campaign",
+                            "term",
+                            "content",
+                            "click_id_type",
+                            "referrer_host",
+                            "landing_path",
+                        }
+                    ),
+                    "lead_id": owner,
+                    "occurred_at": _ts(touch.occurred_at),
+                }
+            )
         writer.put("touches", day, rows, ("occurred_at", "touch_id"))
         report.touches += len(rows)
 
@@ -447,9 +510,10 @@ def run_attribute_job(
     deleted: set[str] = set()
     old_partitions: dict[str, set[str]] = defaultdict(set)
     for key, (crm, deal_id) in sorted(deal_keys.items()):
-        deal = store.get_deal(crm, deal_id)
-        if deal is None:
+        stored = store.get_deal(crm, deal_id)
+        if stored is None:
             continue
+        deal = stored
         for ms in (deal.opportunity_created_at, deal.won_at, deal.updated_at):
             if ms is not None:
                 old_partitions[day_of(ms)].add(key)
@@ -459,14 +523,21 @@ def run_attribute_job(
         at = _conversion_time(deal)
         journey = [t for t in reader.journey(deal.lead_ids) if t.occurred_at <= at]
         primary = reader.lead(deal.lead_ids[0]) if deal.lead_ids else None
-        conversions.append(_Conversion(
-            deal=deal, journey=journey, at=at, value=_amount_base(deal, settings),
-            lead_touch=_milestone(journey, primary.created_at if primary else None),
-            opportunity_touch=_milestone(journey, deal.opportunity_created_at),
-        ))
+        conversions.append(
+            _Conversion(
+                deal=deal,
+                journey=journey,
+                at=at,
+                value=_amount_base(deal, settings),
+                lead_touch=_milestone(journey, primary.created_at if primary else None),
+                opportunity_touch=_milestone(journey, deal.opportunity_created_at),
+            )
+        )
     report.deals = len(conversions)
     # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
-    others = [j for j in (reader.journey([lead_id]) for lead_id in sorted(affected_leads - leads_with_deals)) if j]
+    others = [
+        j for j in (reader.journey([lead_id]) for lead_id in sorted(affected_leads - leads_with_deals)) if j
+    ]
 
     # 5. Deals (by opportunity creation day) and credits (by conversion day).
     touched_keys = {_deal_key(str(c.deal.crm), c.deal.deal_id) for c in conversions} | deleted
@@ -474,7 +545,9 @@ def run_attribute_job(
     for c in conversions:
         deal_rows[day_of(c.deal.opportunity_created_at or c.at)].append(_deal_row(c))
     for dt in sorted(set(deal_rows) | set(old_partitions)):
-        writer.replace("deals", dt, ("crm", "deal_id"), touched_keys, deal_rows.get(dt, []), ("crm", "deal_id"))
+        writer.replace(
+            "deals", dt, ("crm", "deal_id"), touched_keys, deal_rows.get(dt, []), ("crm", "deal_id")
+        )
     credit_rows: dict[str, list[dict]] = defaultdict(list)
     all_credit_rows = _credit_rows(conversions, others, settings)
     for row in all_credit_rows:
@@ -482,8 +555,14 @@ def run_attribute_job(
     report.credit_rows = len(all_credit_rows)
     credit_days = sorted(set(credit_rows) | set(old_partitions))
     for dt in credit_days:
-        writer.replace("attribution_credits", dt, ("crm", "deal_id"), touched_keys, credit_rows.get(dt, []),
-                       ("crm", "deal_id", "model", "touch_at", "touch_id"))
+        writer.replace(
+            "attribution_credits",
+            dt,
+            ("crm", "deal_id"),
+            touched_keys,
+            credit_rows.get(dt, []),
+            ("crm", "deal_id", "model", "touch_at", "touch_id"),
+        )
 
     # 6. The pipeline snapshot of today: yesterday's, with the affected deals replaced.
     today = day_of(now_ms)
@@ -492,18 +571,37 @@ def run_attribute_job(
     kept = [r for r in base if _deal_key(r["crm"], r["deal_id"]) not in touched_keys]
     amounts = {_deal_key(str(c.deal.crm), c.deal.deal_id): c for c in conversions}
     fresh = [
-        {**{k: r[k] for k in ("crm", "deal_id", "model", "channel", "source", "medium", "campaign", "credit",
-                              "pipeline_credit")},
-         "pipeline": amounts[_deal_key(r["crm"], r["deal_id"])].deal.pipeline,
-         "stage": amounts[_deal_key(r["crm"], r["deal_id"])].deal.stage,
-         "amount_base": amounts[_deal_key(r["crm"], r["deal_id"])].value}
-        for r in all_credit_rows if r["pipeline_credit"] > 0 or (r["lifecycle"] not in {"won", "lost"})
+        {
+            **{
+                k: r[k]
+                for k in (
+                    "crm",
+                    "deal_id",
+                    "model",
+                    "channel",
+                    "source",
+                    "medium",
+                    "campaign",
+                    "credit",
+                    "pipeline_credit",
+                )
+            },
+            "pipeline": amounts[_deal_key(r["crm"], r["deal_id"])].deal.pipeline,
+            "stage": amounts[_deal_key(r["crm"], r["deal_id"])].deal.stage,
+            "amount_base": amounts[_deal_key(r["crm"], r["deal_id"])].value,
+        }
+        for r in all_credit_rows
+        if r["pipeline_credit"] > 0 or (r["lifecycle"] not in {"won", "lost"})
     ]
     writer.put("pipeline", today, kept + fresh, ("crm", "deal_id", "model", "channel", "source", "campaign"))
 
     # 7. channel_daily for every day whose inputs changed.
     spend = _spend_by_day(lake, settings)
     for dt in sorted(set(touch_days) | set(lead_rows) | set(credit_days) | set(spend) & day_set):
-        writer.put("channel_daily", dt, _channel_daily_rows(dt, writer, settings.models, spend.get(dt, {})),
-                   ("model", "channel", "source", "medium", "campaign"))
+        writer.put(
+            "channel_daily",
+            dt,
+            _channel_daily_rows(dt, writer, settings.models, spend.get(dt, {})),
+            ("model", "channel", "source", "medium", "campaign"),
+        )
     return report

@@ -101,10 +101,12 @@ class LocalStack:
         create_table(self.dynamodb(), self.table_name)
         import boto3
 
-        boto3.client("s3", region_name=self.region, endpoint_url=self.moto_url).create_bucket(Bucket=self.bucket_name)
-        secret = boto3.client("secretsmanager", region_name=self.region, endpoint_url=self.moto_url).create_secret(
-            Name=f"{self.table_name}-webhooks", SecretString=json.dumps(LOCAL_CRM_SECRETS)
+        boto3.client("s3", region_name=self.region, endpoint_url=self.moto_url).create_bucket(
+            Bucket=self.bucket_name
         )
+        secret = boto3.client(
+            "secretsmanager", region_name=self.region, endpoint_url=self.moto_url
+        ).create_secret(Name=f"{self.table_name}-webhooks", SecretString=json.dumps(LOCAL_CRM_SECRETS))
         self._set_env({"BUCKET_NAME": self.bucket_name, "WEBHOOK_SECRET_ARN": secret["ARN"]})
         self.gateway = LocalGateway(port=gateway_port, functions_dir=self.functions_dir).start()
         return self
