@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -273,6 +274,18 @@ def test_the_job_reads_and_writes_only_dataset_prefixes_and_reads_spend(
     assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == {f"{d.name}/*" for d in DATASETS} | {
         "spend/*"
     }
+
+
+def test_the_athena_docs_describe_every_table_column_and_named_query() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "athena.md").read_text()
+    for dataset in DATASETS:
+        assert f"### `{dataset.name}`" in docs
+        for column in dataset.columns:
+            assert f"| `{column.name}` | {column.glue_type} |" in docs, (dataset.name, column.name)
+    for query in named_queries():
+        assert f"| `{query.name}` |" in docs
+    assert "MSCK REPAIR" in docs
+    assert SDK_FOR_PANDAS_PARAMETER in docs
 
 
 def _tables(template: Template) -> dict[str, dict[str, Any]]:
