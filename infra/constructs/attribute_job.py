@@ -30,7 +30,8 @@ SDK_FOR_PANDAS_PARAMETER = (
 )
 SPEND_PREFIX = "spend/"  # ad-spend CSVs dropped by analysts; the job only reads them
 TABLE_ACTIONS = ("GetItem", "PutItem", "Query")  # reads, and the job's watermark item
-DATASET_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
+# closedloop.lake replaces a partition with one PutObject (never multipart) or deletes it.
+DATASET_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = Duration.hours(1)
 
