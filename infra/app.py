@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, Python puts infra/ first on the path, where infra/constructs would shadow the
+# `constructs` package CDK needs: import everything through the repository root instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "infra"]
 for path in (ROOT, ROOT / "layers" / "common" / "python"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
@@ -34,6 +39,14 @@ def build_app(app: App | None = None) -> tuple[App, ClosedloopStack]:
     return app, stack
 
 
+def _app_for_this_process() -> App:
+    """Under the CDK CLI, the CLI passes cdk.json's context; run directly (`make synth`), read it here."""
+    if "CDK_CONTEXT_JSON" in os.environ or "CDK_OUTDIR" in os.environ:
+        return App()
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return App(context=context, outdir=str(ROOT / "cdk.out"))
+
+
 if __name__ == "__main__":
-    built, _ = build_app()
+    built, _ = build_app(_app_for_this_process())
     built.synth()

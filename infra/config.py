@@ -16,7 +16,10 @@ class DeploySettings(BaseModel):
     throttle_rate: Annotated[int, Field(alias="throttleRatePerSecond", gt=0)] = 200
     throttle_burst: Annotated[int, Field(alias="throttleBurst", gt=0)] = 400
     log_retention_days: Annotated[int, Field(alias="logRetentionDays", gt=0)] = 30
-    production: bool = False
+    production: Annotated[bool, Field(alias="production")] = False
+    schedule: Annotated[str, Field(alias="attributeSchedule")] = "rate(1 hour)"
+    lookback_days: Annotated[int, Field(alias="lookbackDays", gt=0)] = 90
+    base_currency: Annotated[str, Field(alias="baseCurrency", pattern=r"^[A-Z]{3}$")] = "USD"
 
     @classmethod
     def from_context(cls, get: object) -> DeploySettings:

@@ -8,6 +8,8 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infra.config import DeploySettings
+from infra.constructs.analytics import AnalyticsConstruct
+from infra.constructs.attribute_job import AttributeJobConstruct
 from infra.constructs.functions import ClosedloopFunction, _retention
 from infra.constructs.ingest_api import IngestApiConstruct
 from infra.constructs.layers import LayersConstruct
@@ -87,6 +89,22 @@ class ClosedloopStack(Stack):
                 "Pipedrive) and typed into their webhook forms; no Lambda can rotate them on the CRM "
                 "side, so the admin rotates them there and in this secret (docs/crm-setup.md).",
             )
+        )
+
+        self.analytics = AnalyticsConstruct(self, "Analytics", production=settings.production)
+        self.attribute_job = AttributeJobConstruct(
+            self,
+            "AttributeJob",
+            layers=layers.all,
+            table=storage,
+            bucket=self.analytics.bucket,
+            environment={
+                "RETENTION_DAYS": str(settings.retention_days),
+                "LOOKBACK_DAYS": str(settings.lookback_days),
+                "BASE_CURRENCY": settings.base_currency,
+            },
+            log_retention_days=settings.log_retention_days,
+            schedule_expression=settings.schedule,
         )
 
         self.api = IngestApiConstruct(

@@ -71,7 +71,8 @@ def test_the_webhook_function_runs_python_312_on_arm64_within_pipedrives_10_seco
     [function] = [
         f
         for f in template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "closedloop-crm-webhook"
+        if f["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
+        == "closedloop-crm-webhook"
     ]
     assert function["Properties"]["Timeout"] <= 10
 

@@ -81,8 +81,20 @@ def test_each_function_gets_only_the_writes_it_needs(template: Template) -> None
 
 
 def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Template) -> None:
-    for function in template.find_resources("AWS::Lambda::Function").values():
-        assert len(function["Properties"]["Layers"]) == 2
+    ours = {
+        f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]: f["Properties"]
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if "POWERTOOLS_SERVICE_NAME" in f["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert {
+        "closedloop-collect",
+        "closedloop-identify",
+        "closedloop-crm-webhook",
+        "closedloop-attribute",
+    } <= set(ours)
+    for service, properties in ours.items():
+        # The attribute job also gets the AWS SDK for pandas layer (pyarrow, numpy).
+        assert len(properties["Layers"]) == (3 if service == "closedloop-attribute" else 2), service
     parameters = template.to_json()["Parameters"]
     assert any(
         "/aws/service/powertools/python/arm64/python3.12/latest" in json.dumps(p) for p in parameters.values()
@@ -135,9 +147,11 @@ def test_functions_get_exact_dynamodb_actions_on_exact_resources(template: Templ
     assert all(str(a).startswith("xray:") for s in wildcard_statements for a in _list(s["Action"]))
 
 
-def test_no_function_uses_a_managed_policy(template: Template) -> None:
-    for role in template.find_resources("AWS::IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+def test_no_function_of_ours_uses_a_managed_policy(template: Template) -> None:
+    for name, role in template.find_resources("AWS::IAM::Role").items():
+        if name.startswith("CustomS3AutoDeleteObjects"):
+            continue  # CDK's own helper, only outside production (auto-delete of the dev bucket)
+        assert "ManagedPolicyArns" not in role["Properties"], name
 
 
 def _list(value: object) -> list[object]:

@@ -1,58 +1,136 @@
-"""``make demo``: a synthetic company's visitors and leads through the real HTTP endpoints, then a report.
+"""``make demo``: a synthetic company through the real HTTP endpoints, the attribute job, then a report.
 
-Everything runs on 127.0.0.1: moto's server stands in for DynamoDB, the local gateway for API Gateway,
-and the functions are the ones deployed to Lambda.
+Everything runs on 127.0.0.1: moto's server stands in for DynamoDB, S3 and Secrets Manager, the local
+gateway for API Gateway, and the functions are the ones deployed to Lambda. The steps:
+
+1. visitors arrive from a dozen channels and campaigns, browse (``POST /collect``, as the tracker sends
+   beacons), some fill the contact form, some on a second device (``POST /identify``);
+2. the CRMs (HubSpot, Salesforce, Pipedrive and the generic webhook) create deals for some leads, move
+   them, win or lose them (``POST /webhooks/{crm}``), with retries and an out-of-order delivery;
+3. the ad platforms' cost reports land under ``spend/`` in the analytics bucket;
+4. the attribute job writes the Parquet datasets; DuckDB runs the Athena named queries on them;
+5. the report: in the terminal, and ``out/report.html`` (self-contained, charts included).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import gc
+import io
 import json
+import random
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
+import warnings
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from closedloop.clock import now_ms
-from closedloop.local.simulation import SITE, SimulatedVisitor, simulate_company
-from closedloop.local.stack import LocalStack
-from closedloop.store import DynamoStore
+from closedloop.local.crm_senders import CrmDelivery, DealChange, build_delivery
+from closedloop.local.simulation import (
+    SITE,
+    DealPlan,
+    SimulatedVisitor,
+    ad_spend_rows,
+    plan_deals,
+    simulate_company,
+    true_revenue_share,
+)
+from closedloop.local.stack import LOCAL_CRM_SECRETS, LocalStack
 
-OUT = Path("out")
+__all__ = ["DemoRun", "main", "run_demo"]
+
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+DEFAULT_VISITORS = 900
 
 
-def _post(url: str, body: dict, content_type: str) -> dict:
-    request = urllib.request.Request(  # noqa: S310 - the local gateway on 127.0.0.1
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": content_type, "User-Agent": BROWSER_UA, "Origin": SITE},
-    )
-    with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
-        return json.loads(reply.read())
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310 - 127.0.0.1
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+            return int(reply.status), reply.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read()
 
 
-def _progress(done: int, total: int, started: float) -> None:
-    width = 30
-    filled = int(width * done / max(total, 1))
-    rate = done / max(time.monotonic() - started, 1e-6)
-    sys.stderr.write(f"\r  simulating [{'#' * filled}{'.' * (width - filled)}] {done}/{total} visitors, {rate:.0f}/s")
-    sys.stderr.flush()
+def _post_json(url: str, body: dict[str, Any], content_type: str) -> dict[str, Any]:
+    status, reply = _post(url, json.dumps(body).encode(),
+                          {"Content-Type": content_type, "User-Agent": BROWSER_UA, "Origin": SITE})
+    if status != 200:
+        raise RuntimeError(f"POST {url} answered {status}: {reply[:300]!r}")
+    return dict(json.loads(reply))
 
 
-def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int]) -> None:
-    """Each session is one beacon batch, as the tracker sends it; a converting visitor then posts a form."""
+class Progress:
+    """A progress bar on stderr (a line per quarter when stderr is not a terminal, e.g. in CI logs)."""
+
+    def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None) -> None:
+        self.label, self.total, self.unit = label, max(total, 1), unit
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self.tty = self.stream.isatty()
+        self._quarter = -1
+
+    def update(self, done: int) -> None:
+        width = 30
+        filled = int(width * done / self.total)
+        rate = done / max(time.monotonic() - self.started, 1e-6)
+        line = f"  {self.label:<10}[{'█' * filled}{'·' * (width - filled)}] {done}/{self.total} {self.unit}, {rate:.0f}/s"
+        if self.tty:
+            self.stream.write("\r" + line)
+        elif done * 4 // self.total > self._quarter:
+            self._quarter = done * 4 // self.total
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class DemoRun:
+    """What the demo did: the facts the report states next to the query results."""
+
+    seed: int
+    days: int
+    visitors: list[SimulatedVisitor]
+    leads: list[SimulatedVisitor] = field(default_factory=list)
+    deals: list[DealPlan] = field(default_factory=list)
+    sessions: int = 0
+    page_views: int = 0
+    second_devices: int = 0
+    deliveries: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    out_of_order: int = 0
+    refused: int = 0
+    spend_rows: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    job: dict[str, Any] = field(default_factory=dict)
+
+
+def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: DemoRun) -> int | None:
+    """Each session is one beacon batch, as the tracker sends it; a converting visitor then posts a form.
+
+    Returns the time the lead was created (ms), or ``None`` for a visitor who filled no form.
+    """
     for device, start, arrival, pages in visitor.sessions:
         sequence[0] += 1
         session_id = f"s{visitor.number:06d}x{sequence[0]:08d}"
-        landing = arrival.landing.replace("{n}", str(sequence[0]))
+        landing = arrival.landing.replace("{n}", f"{visitor.number:05d}{sequence[0]:07d}")
         urls = [landing] + [SITE + path for path in pages]
-        events = []
-        for index, url in enumerate(urls):
-            events.append({
+        events = [
+            {
                 "type": "page_view",
                 "event_id": f"e{sequence[0]:08d}n{index:02d}x{visitor.number:06d}",
                 "visitor_id": visitor.visitor_ids[device],
@@ -60,65 +138,178 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int]) -> No
                 "url": url,
                 "referrer": arrival.referrer if index == 0 else urls[index - 1],
                 "ts": start + index * 45_000,
-            })
-        _post(f"{api}/collect", {"sent_at": now_ms(), "events": events}, "text/plain;charset=UTF-8")
-    if visitor.email:
-        last_device = visitor.sessions[-1][0]
-        _post(f"{api}/identify", {
-            "email": visitor.email, "visitor_id": visitor.visitor_ids[last_device], "company": visitor.company,
-            "form_id": "contact-sales", "page_url": f"{SITE}/contact",
-        }, "application/json")
-        for device_id in visitor.visitor_ids:  # the other device, if any, is identified too (a login)
-            if device_id != visitor.visitor_ids[last_device]:
-                _post(f"{api}/identify", {"email": visitor.email, "visitor_id": device_id, "form_id": "login"},
-                      "application/json")
+            }
+            for index, url in enumerate(urls)
+        ]
+        _post_json(f"{api}/collect", {"sent_at": now_ms(), "events": events}, "text/plain;charset=UTF-8")
+        run.sessions += 1
+        run.page_views += len(events)
+    if not visitor.email:
+        return None
+    last_device = visitor.sessions[-1][0]
+    _post_json(f"{api}/identify", {
+        "email": visitor.email, "visitor_id": visitor.visitor_ids[last_device], "company": visitor.company,
+        "form_id": "contact-sales", "page_url": f"{SITE}/contact",
+    }, "application/json")
+    created = now_ms()
+    for device_id in visitor.visitor_ids:  # the other device, if any, is identified too (a login)
+        if device_id != visitor.visitor_ids[last_device]:
+            run.second_devices += 1
+            _post_json(f"{api}/identify", {"email": visitor.email, "visitor_id": device_id, "form_id": "login"},
+                       "application/json")
+    return created
 
 
-def report(store: DynamoStore, days: int) -> str:
-    today = datetime.now(UTC).date()
-    touches = Counter()
-    for offset in range(days + 1):
-        for touch in store.touches_on_day((today - timedelta(days=offset)).isoformat()):
-            touches[touch.channel] += 1
-    leads = Counter(
-        (lead.original_source.channel if lead.original_source else "(no web touch)")
-        for lead in store.leads_updated_on(today.isoformat())
-    )
-    lines = [f"{'channel':<18}{'touches':>9}{'leads (original source)':>26}{'leads per 100 touches':>24}"]
-    for channel, count in touches.most_common():
-        lines.append(f"{channel:<18}{count:>9}{leads[channel]:>26}{100 * leads[channel] / count:>24.1f}")
-    lines.append(f"{'total':<18}{sum(touches.values()):>9}{sum(leads.values()):>26}")
-    return "\n".join(lines)
+def deal_changes(plans: list[DealPlan], lead_created: dict[str, int], now: int) -> list[list[DealChange]]:
+    """Each deal's changes, dated after its lead was created and before ``now``, in increasing time."""
+    changes = []
+    for plan in plans:
+        created_lead = lead_created[plan.email]
+        span = max(now - created_lead, 40)
+        at = [created_lead + int(span * fraction) + step for step, fraction in enumerate((0.2, 0.5, 0.8))]
+        steps = [("open", 0), ("open", 1)] + ([(plan.outcome, 2)] if plan.outcome != "open" else [])
+        changes.append([
+            DealChange(plan.crm, plan.deal_id, plan.email, status, step, plan.amount, "USD", at[0], at[step])
+            for status, step in steps
+        ])
+    return changes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visitors", type=int, default=400)
-    parser.add_argument("--days", type=int, default=21)
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+def delivery_order(changes: list[list[DealChange]], rng: random.Random) -> tuple[list[DealChange], int, int]:
+    """Interleave the deals' changes as CRMs send them: mostly in order, a few retried, one pair swapped.
+
+    Returns the sending order, the number of retries and of out-of-order pairs.
+    """
+    queues = [list(deal) for deal in changes]
+    # One deal's close arrives before its stage change (the older event then comes late).
+    swapped = 0
+    for queue in queues:
+        if len(queue) == 3:
+            queue[1], queue[2] = queue[2], queue[1]
+            swapped = 1
+            break
+    order: list[DealChange] = []
+    while queues:
+        queue = rng.choice(queues)
+        order.append(queue.pop(0))
+        if not queue:
+            queues.remove(queue)
+    retries = 0
+    for _ in range(min(3, len(order))):  # a few deliveries whose answer the CRM did not see: sent again later
+        index = rng.randrange(len(order))
+        order.insert(min(len(order), index + rng.randint(1, 6)), order[index])
+        retries += 1
+    return order, retries, swapped
+
+
+def send(api: str, delivery: CrmDelivery) -> int:
+    status, _ = _post(api + delivery.path, delivery.body, delivery.headers)
+    return status
+
+
+def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: TextIO) -> DemoRun:
+    """Play the company through ``stack``, run the attribute job; the lake is then ready to query."""
+    from closedloop.local.gateway import LambdaContextStub, load_function
 
     started = time.monotonic()
-    with LocalStack() as stack:
-        print(f"local stack up on {stack.url} (moto on {stack.moto_url})")
-        visitors = list(simulate_company(visitors=args.visitors, days=args.days, now_ms=now_ms(), seed=args.seed))
-        sequence = [0]
-        OUT.mkdir(exist_ok=True)
-        # What the functions print (JSON logs, EMF metrics) goes where Lambda would send it: a log file.
-        with (OUT / "function-logs.jsonl").open("w") as logs, contextlib.redirect_stdout(logs):
-            for done, visitor in enumerate(visitors, start=1):
-                play_visitor(stack.url, visitor, sequence)
-                if done % 10 == 0 or done == len(visitors):
-                    _progress(done, len(visitors), started)
-                    # moto keeps every item as Python objects in this process: without this, each full
-                    # garbage collection walks all of them (the run, and the exit, get slower and slower).
-                    gc.freeze()
-        sys.stderr.write("\n")
-        store = DynamoStore(stack.table_name, client=stack.dynamodb())
-        print()
-        print(report(store, args.days))
-    print(f"\ndone in {time.monotonic() - started:.1f} s")
+    run = DemoRun(seed=seed, days=days, visitors=list(simulate_company(visitors=visitors, days=days,
+                                                                         now_ms=now_ms(), seed=seed)))
+    sequence = [0]
+    lead_created: dict[str, int] = {}
+    progress = Progress("visitors", len(run.visitors), "visitors")
+    # What the functions print (JSON logs, EMF metrics) goes where Lambda would send it: a log file.
+    with contextlib.redirect_stdout(logs):
+        for done, visitor in enumerate(run.visitors, start=1):
+            created = play_visitor(stack.url, visitor, sequence, run)
+            if created is not None and visitor.email:
+                run.leads.append(visitor)
+                lead_created[visitor.email] = created
+            if done % 10 == 0 or done == len(run.visitors):
+                progress.update(done)
+                # moto keeps every item as Python objects in this process: without this, each full
+                # garbage collection walks all of them (the run, and the exit, get slower and slower).
+                gc.freeze()
+    progress.close()
+    run.timings["visitors"] = time.monotonic() - started
+
+    # The CRMs: deals for some leads (the ground truth decides which), signed as each CRM signs.
+    started = time.monotonic()
+    run.deals = plan_deals(run.leads, seed=seed)
+    order, run.retries, run.out_of_order = delivery_order(
+        deal_changes(run.deals, lead_created, now_ms()), random.Random(seed))
+    host = urlsplit(stack.url).netloc
+    progress = Progress("CRM", len(order), "deliveries")
+    with contextlib.redirect_stdout(logs):
+        for done, change in enumerate(order, start=1):
+            status = send(stack.url, build_delivery(change, LOCAL_CRM_SECRETS, host))
+            run.deliveries[change.crm] += 1
+            if status != 200:
+                run.refused += 1
+                print(json.dumps({"demo": "delivery refused", "crm": change.crm, "status": status}), file=logs)
+            if done % 5 == 0 or done == len(order):
+                progress.update(done)
+    progress.close()
+    run.timings["crm"] = time.monotonic() - started
+
+    # The ad platforms' cost reports, as a CSV dropped under spend/.
+    import boto3
+
+    s3 = boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url)
+    rows = ad_spend_rows(run.visitors, seed=seed)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["date", "channel", "source", "campaign", "cost", "currency"])
+    writer.writeheader()
+    writer.writerows(rows)
+    s3.put_object(Bucket=stack.bucket_name, Key="spend/ad-platforms.csv", Body=buffer.getvalue().encode())
+    run.spend_rows = len(rows)
+
+    # The attribute job, as the schedule would run it (here: a backfill of the simulated weeks).
+    started = time.monotonic()
+    today = datetime.now(UTC).date()
+    with contextlib.redirect_stdout(logs):
+        job = load_function("attribute")
+        run.job = job.handler({"from": (today - timedelta(days=days + 1)).isoformat(), "to": today.isoformat()},
+                              LambdaContextStub(function_name="attribute"))
+    run.timings["job"] = time.monotonic() - started
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--visitors", type=int, default=DEFAULT_VISITORS, help="visitors to simulate")
+    parser.add_argument("--days", type=int, default=28, help="days of traffic before today")
+    parser.add_argument("--seed", type=int, default=7, help="the synthetic company's seed")
+    parser.add_argument("--out", type=Path, default=Path("out"), help="folder for report.html and the logs")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+    from closedloop.local.lakeview import download_lake, duckdb_over_lake
+    from closedloop.local.report import build_report, render_html, render_terminal
+
+    started = time.monotonic()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with (args.out / "function-logs.jsonl").open("w") as logs, LocalStack() as stack:
+        print(f"local stack up on {stack.url} (moto on {stack.moto_url})", file=sys.stderr)
+        run = run_demo(stack, visitors=args.visitors, days=args.days, seed=args.seed, logs=logs)
+        import boto3
+
+        query_started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="closedloop-lake-") as folder:
+            download_lake(boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url),
+                          stack.bucket_name, Path(folder))
+            report = build_report(duckdb_over_lake(Path(folder)), run, true_revenue_share(run.leads))
+        run.timings["queries"] = time.monotonic() - query_started
+    run.timings["total"] = time.monotonic() - started
+    report.timings = dict(run.timings)
+    print(render_terminal(report))
+    (args.out / "report.html").write_text(render_html(report), encoding="utf-8")
+    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str), encoding="utf-8")
+    print(f"\nreport: {args.out / 'report.html'}   data: {args.out / 'report.json'}   "
+          f"logs: {args.out / 'function-logs.jsonl'}")
+    print(f"done in {run.timings['total']:.1f} s (visitors {run.timings['visitors']:.1f} s, CRM "
+          f"{run.timings['crm']:.1f} s, job {run.timings['job']:.1f} s, queries {run.timings['queries']:.1f} s)")
+    return 1 if run.refused else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
