@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from closedloop.clock import iso_ms
 from closedloop.errors import StoreUnavailableError
-from closedloop.identity import LinkChange
 from closedloop.models.leads import Lead, Submission, VisitorLink
 from closedloop.models.visits import PageView, Touch, VisitorState
 from closedloop.store.deals import DealStoreMixin
@@ -18,6 +17,8 @@ from closedloop.store.schema import BY_DAY_INDEX
 
 if TYPE_CHECKING:
     from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+    from closedloop.identity import LinkChange
     from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["DynamoStore", "WriteOutcome"]
