@@ -73,6 +73,8 @@ class DealStoreMixin:
 
         def _item(self, attributes: dict[str, Any]) -> dict[str, Any]: ...
 
+        def _transact(self, operations: list[dict[str, Any]]) -> list[str]: ...
+
     # -- reading, exactly (numbers stay Decimal; pydantic makes the ints ints) ----------------------
 
     def _exact(self, item: dict[str, Any]) -> dict[str, Any]:
@@ -276,8 +278,6 @@ class DealStoreMixin:
         StoreUnavailableError
             DynamoDB refused or failed the write; nothing of it was stored, so retrying is safe.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
         from closedloop.store.dynamodb import WriteOutcome
 
         pk = _deal_pk(event.crm, event.deal_id)
@@ -332,20 +332,10 @@ class DealStoreMixin:
         operations += [
             {"Put": {"TableName": self.table_name, "Item": self._item(link)}} for link in links[:room]
         ]
-        try:
-            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise StoreUnavailableError("DynamoDB write failed") from exc
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return WriteOutcome.DUPLICATE
-            if any(reason in {"ConditionalCheckFailed", "TransactionConflict"} for reason in reasons):
-                return WriteOutcome.CONFLICT
-            raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
-        return WriteOutcome.STORED
+        reasons = self._transact(operations)
+        if not reasons:
+            return WriteOutcome.STORED
+        return WriteOutcome.DUPLICATE if reasons[0] == "ConditionalCheckFailed" else WriteOutcome.CONFLICT
 
     def _put(self, item: dict[str, Any]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -17,9 +17,9 @@ from closedloop.store.schema import BY_DAY_INDEX
 
 if TYPE_CHECKING:
     from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    from mypy_boto3_dynamodb import DynamoDBClient
 
     from closedloop.identity import LinkChange
-    from mypy_boto3_dynamodb import DynamoDBClient
 
 __all__ = ["DynamoStore", "WriteOutcome"]
 
@@ -107,6 +107,37 @@ class DynamoStore(DealStoreMixin):
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("DynamoDB query failed") from exc
 
+    def _query_prefix(self, pk: str, prefix: str) -> Iterator[dict[str, Any]]:
+        """The items of one partition whose sort key starts with ``prefix`` (a consistent read)."""
+        return self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": prefix}},
+            ConsistentRead=True,
+        )
+
+    def _transact(self, operations: list[dict[str, Any]]) -> list[str]:
+        """Run one transaction: ``[]`` when it committed, else each item's cancellation reason.
+
+        Raises
+        ------
+        StoreUnavailableError
+            DynamoDB failed for another reason than a condition (throttling after retries, an outage).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise StoreUnavailableError("DynamoDB write failed") from exc
+            reasons = [str(r.get("Code")) for r in exc.response.get("CancellationReasons", [])]
+            if not any(reason in {"ConditionalCheckFailed", "TransactionConflict"} for reason in reasons):
+                raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
+            return reasons
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        return []
+
     # -- visitors, events, touches -----------------------------------------------------------------
 
     def get_visitor_state(self, visitor_id: str) -> VisitorState | None:
@@ -138,8 +169,6 @@ class DynamoStore(DealStoreMixin):
         (``DUPLICATE``). The state is written only over the version it was computed from
         (``CONFLICT`` otherwise), so two concurrent requests of one visitor cannot lose a session.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
         pk = f"V#{event.visitor_id}"
         new_state = state.model_copy(update={"version": (previous_version or 0) + 1})
         operations: list[dict[str, Any]] = [
@@ -196,38 +225,20 @@ class DynamoStore(DealStoreMixin):
                         }
                     }
                 )
-        try:
-            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise StoreUnavailableError("DynamoDB write failed") from exc
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return WriteOutcome.DUPLICATE
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return WriteOutcome.CONFLICT
-            raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
-        return WriteOutcome.STORED
+        reasons = self._transact(operations)
+        if not reasons:
+            return WriteOutcome.STORED
+        return WriteOutcome.DUPLICATE if reasons[0] == "ConditionalCheckFailed" else WriteOutcome.CONFLICT
 
     def events_of_visitor(self, visitor_id: str) -> list[PageView]:
         """The visitor's stored events, in time order."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "E#"}},
-            ConsistentRead=True,
-        )
+        items = self._query_prefix(f"V#{visitor_id}", "E#")
         events = [PageView.model_validate(item) for item in items]
         return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
     def touches_of_visitor(self, visitor_id: str) -> list[Touch]:
         """The visitor's touches in time order: one Query, the sort key is the time."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "T#"}},
-            ConsistentRead=True,
-        )
+        items = self._query_prefix(f"V#{visitor_id}", "T#")
         return [Touch.model_validate(item) for item in items]
 
     def touches_on_day(self, day: str) -> Iterator[Touch]:
@@ -259,28 +270,16 @@ class DynamoStore(DealStoreMixin):
 
     def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]:
         """The visitor's leads over time, oldest first."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"V#{visitor_id}"}, ":prefix": {"S": "LINK#"}},
-            ConsistentRead=True,
-        )
+        items = self._query_prefix(f"V#{visitor_id}", "LINK#")
         return [VisitorLink.model_validate(item) for item in items]
 
     def links_of_lead(self, lead_id: str) -> list[VisitorLink]:
         """The lead's visitors (devices), each with the interval of touches that are the lead's."""
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"L#{lead_id}"}, ":prefix": {"S": "V#"}},
-            ConsistentRead=True,
-        )
+        items = self._query_prefix(f"L#{lead_id}", "V#")
         return [VisitorLink.model_validate(item) for item in items]
 
     def submissions_of_lead(self, lead_id: str) -> list[Submission]:
-        items = self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"L#{lead_id}"}, ":prefix": {"S": "S#"}},
-            ConsistentRead=True,
-        )
+        items = self._query_prefix(f"L#{lead_id}", "S#")
         return sorted((Submission.model_validate(item) for item in items), key=lambda s: s.occurred_at)
 
     def _link_items(self, link: VisitorLink) -> list[dict[str, Any]]:
@@ -299,8 +298,6 @@ class DynamoStore(DealStoreMixin):
         ``DUPLICATE``: this submission id is stored already. ``CONFLICT``: the lead or the visitor's
         links changed since they were read; read again and retry.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
-
         new_lead = lead.model_copy(update={"version": (previous_version or 0) + 1})
         lead_condition: dict[str, Any] = (
             {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -357,20 +354,10 @@ class DynamoStore(DealStoreMixin):
                 }
                 for item in self._link_items(links.closed_link)
             ]
-        try:
-            self.client.transact_write_items(TransactItems=operations)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise StoreUnavailableError("DynamoDB write failed") from exc
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return WriteOutcome.DUPLICATE
-            if "ConditionalCheckFailed" in reasons:
-                return WriteOutcome.CONFLICT
-            raise StoreUnavailableError("DynamoDB transaction cancelled") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
-        return WriteOutcome.STORED
+        reasons = self._transact(operations)
+        if not reasons:
+            return WriteOutcome.STORED
+        return WriteOutcome.DUPLICATE if reasons[1] == "ConditionalCheckFailed" else WriteOutcome.CONFLICT
 
     def leads_updated_on(self, day: str) -> Iterator[Lead]:
         """Every lead whose profile last changed on UTC day ``yyyy-mm-dd``: one Query on the by-day index."""
