@@ -39,15 +39,15 @@ BASE_DEAL_CHANCE = 0.03  # a lead's chance of a deal with no channel's help
 
 # Ground truth, by GA4 channel: the added chance that a lead exposed to the channel becomes a deal.
 TRUE_LIFT: dict[str, float] = {
-    "Paid Social": 0.20,
-    "Referral": 0.16,
-    "Email": 0.13,
-    "Paid Video": 0.09,
-    "Organic Search": 0.06,
-    "Affiliates": 0.04,
-    "Paid Search": 0.025,
-    "Organic Social": 0.02,
-    "Organic Video": 0.015,
+    "Paid Social": 0.30,
+    "Referral": 0.24,
+    "Email": 0.18,
+    "Paid Video": 0.12,
+    "Organic Search": 0.08,
+    "Affiliates": 0.05,
+    "Paid Search": 0.03,
+    "Organic Social": 0.03,
+    "Organic Video": 0.02,
     "Display": 0.0,
     "Direct": 0.0,
 }
@@ -168,7 +168,7 @@ def simulate_company(*, visitors: int, days: int, now_ms: int, seed: int = 7) ->
         start = now_ms - rng.randint(2, max(days, 3)) * DAY_MS + rng.randint(0, DAY_MS // 2)
         planned = rng.choices([1, 2, 3, 4, 5], weights=[30, 30, 20, 13, 7])[0]
         for session in range(planned):
-            if session == 0 or rng.random() < 0.5:
+            if session == 0 or rng.random() < 0.4:
                 arrival = rng.choices(CHANNEL_MIX, weights)[0]
             else:
                 arrival = rng.choices(RETURNS, return_weights)[0]
@@ -178,10 +178,12 @@ def simulate_company(*, visitors: int, days: int, now_ms: int, seed: int = 7) ->
             start += rng.randint(DAY_MS // 12, 3 * DAY_MS)
             if start > now_ms - 3_600_000:
                 break
-        sessions = len(visitor.sessions)
-        if rng.random() < 0.25 + 0.08 * (sessions - 1):
-            # Leads come back before converting: most fill the form on a return visit.
+        if rng.random() < 0.30 + 0.08 * (len(visitor.sessions) - 1):
             visitor.email = f"person{number}@{company.lower().replace(' ', '')}.example"
+            if visitor.sessions[-1][2] not in RETURNS and rng.random() < 0.6 and start < now_ms - 3_600_000:
+                # Most come back to fill the form: they type the address or search for the brand.
+                arrival = rng.choices(RETURNS, return_weights)[0]
+                visitor.sessions.append((rng.randrange(len(devices)), start, arrival, ["/pricing", "/contact"]))
         yield visitor
 
 
@@ -207,7 +209,7 @@ def plan_deals(leads: list[SimulatedVisitor], *, seed: int = 7) -> list[DealPlan
             continue
         crm = rng.choices(CRMS, weights=[35, 25, 20, 20])[0]
         amount = rng.choices([4_800, 9_600, 12_000, 18_000, 24_000, 36_000, 60_000], [18, 22, 20, 15, 12, 8, 5])[0]
-        outcome = rng.choices(["won", "lost", "open"], weights=[55, 25, 20])[0]
+        outcome = rng.choices(["won", "lost", "open"], weights=[60, 20, 20])[0]
         plans.append(DealPlan(f"{crm[:2].upper()}-{10_000 + visitor.number}", crm, visitor.email, amount, outcome,
                               frozenset(visitor.channels)))
     return plans
