@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+DOMAIN = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
+# A regional API's custom domain needs an ACM certificate in the stack's own region.
+CERTIFICATE_ARN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$"
 
 
 class DeploySettings(BaseModel):
@@ -20,6 +25,21 @@ class DeploySettings(BaseModel):
     schedule: Annotated[str, Field(alias="attributeSchedule")] = "rate(1 hour)"
     lookback_days: Annotated[int, Field(alias="lookbackDays", gt=0)] = 90
     base_currency: Annotated[str, Field(alias="baseCurrency", pattern=r"^[A-Z]{3}$")] = "USD"
+    # Operations and the public address; empty in cdk.json means "not set".
+    alarm_email: Annotated[str | None, Field(alias="alarmEmail", pattern=EMAIL)] = None
+    custom_domain: Annotated[str | None, Field(alias="customDomain", pattern=DOMAIN)] = None
+    certificate_arn: Annotated[str | None, Field(alias="certificateArn", pattern=CERTIFICATE_ARN)] = None
+
+    @field_validator("alarm_email", "custom_domain", "certificate_arn", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _domain_needs_its_certificate(self) -> DeploySettings:
+        if (self.custom_domain is None) != (self.certificate_arn is None):
+            raise ValueError("customDomain and certificateArn go together: set both or neither")
+        return self
 
     @classmethod
     def from_context(cls, get: object) -> DeploySettings:

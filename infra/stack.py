@@ -13,6 +13,7 @@ from infra.constructs.attribute_job import AttributeJobConstruct
 from infra.constructs.functions import ClosedloopFunction, _retention
 from infra.constructs.ingest_api import IngestApiConstruct
 from infra.constructs.layers import LayersConstruct
+from infra.constructs.operations import OperationsConstruct
 from infra.constructs.storage import StorageConstruct
 
 
@@ -114,6 +115,23 @@ class ClosedloopStack(Stack):
             throttle_rate=settings.throttle_rate,
             throttle_burst=settings.throttle_burst,
             log_retention=_retention(settings.log_retention_days),
+            custom_domain=settings.custom_domain,
+            certificate_arn=settings.certificate_arn,
+        )
+        self.operations = OperationsConstruct(
+            self,
+            "Operations",
+            http_api=self.api.api,
+            functions={
+                "collect": collect,
+                "identify": identify,
+                "crm_webhook": crm_webhook,
+                "attribute": self.attribute_job.function,
+            },
+            table=storage.table,
+            dead_letter_queues={"attribute job": self.attribute_job.dead_letter_queue},
+            attribute_schedule=settings.schedule,
+            alarm_email=settings.alarm_email,
         )
 
         Validations.of(self.api).acknowledge(

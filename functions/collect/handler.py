@@ -21,7 +21,8 @@ from closedloop.tracker import TRACKER_CONTENT_TYPE, tracker_script
 
 settings = CollectSettings.from_env(os.environ)
 store = DynamoStore(settings.table_name)
-app = build_resolver(settings, title="Closedloop collect")
+# GET /openapi.json serves the whole API's document (every function's routes): closedloop.openapi.
+app = build_resolver(settings, title="Closedloop collect", published_document="openapi.json")
 
 # The smallest transparent GIF (43 bytes).
 PIXEL = bytes.fromhex(

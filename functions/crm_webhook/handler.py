@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -20,7 +20,7 @@ from closedloop.clock import now_ms
 from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, parse_crm_webhook, salesforce_ack
 from closedloop.deals import WebhookSecret, record_delivery
 from closedloop.errors import ClientInputError, ClosedloopError, InvalidInputError
-from closedloop.observability import get_tracer, logger, metrics
+from closedloop.observability import METRICS_NAMESPACE, get_tracer, logger, metrics
 from closedloop.settings import WebhookSettings
 from closedloop.store import DynamoStore
 
@@ -60,6 +60,19 @@ def _webhook_request(event: dict[str, Any]) -> WebhookRequest:
         raise InvalidInputError("the request's URL or headers are not readable (too long?)") from exc
 
 
+def _count_by_crm(name: str, value: int, **dimensions: str) -> None:
+    """A metric with its own dimensions (per CRM, per reason), not shared with the function's others."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=value,
+        namespace=METRICS_NAMESPACE,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        for key, dimension in dimensions.items():
+            metric.add_dimension(name=key, value=dimension)
+
+
 @app.post(
     "/webhooks/<crm>", summary="A CRM's deal events (HubSpot, Salesforce, Pipedrive, generic)", tags=["crm"]
 )
@@ -72,9 +85,7 @@ def post_webhook(crm: str):  # no return annotation: Salesforce's answer is XML
     except ClosedloopError as exc:
         reason = getattr(exc, "code", type(exc).__name__)
         logger.info("webhook refused", crm=name, reason=reason)
-        metrics.add_dimension(name="crm", value=name)
-        metrics.add_dimension(name="reason", value=reason)
-        metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
+        _count_by_crm("WebhooksRejected", 1, crm=name, reason=reason)
         raise
     logger.info(
         "webhook stored",
@@ -84,13 +95,10 @@ def post_webhook(crm: str):  # no return annotation: Salesforce's answer is XML
         applied=result.applied,
         offline_leads=result.offline_leads,
     )
-    metrics.add_dimension(name="crm", value=name)
-    metrics.add_metric(name="WebhooksAccepted", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(
-        name="DealEventsStored", unit=MetricUnit.Count, value=result.received - result.duplicates
-    )
-    metrics.add_metric(name="DealEventsDuplicated", unit=MetricUnit.Count, value=result.duplicates)
-    metrics.add_metric(name="OfflineLeadsCreated", unit=MetricUnit.Count, value=result.offline_leads)
+    _count_by_crm("WebhooksAccepted", 1, crm=name)
+    _count_by_crm("DealEventsStored", result.received - result.duplicates, crm=name)
+    _count_by_crm("DealEventsDuplicated", result.duplicates, crm=name)
+    _count_by_crm("OfflineLeadsCreated", result.offline_leads, crm=name)
     if name == CrmName.SALESFORCE:
         return Response(200, SOAP_XML, salesforce_ack())
     return Response(

@@ -159,11 +159,17 @@ class AnalyticsConstruct(Construct):
             )
             self.named_queries[query.name] = named
 
-        CfnOutput(self, "AnalyticsBucketName", value=self.bucket.bucket_name, description="Parquet datasets")
-        CfnOutput(self, "GlueDatabase", value=DATABASE_NAME, description="Glue database of the tables")
-        CfnOutput(
-            self, "AthenaWorkgroup", value=self.workgroup.ref, description="Athena workgroup to query in"
-        )
+        outputs = [
+            CfnOutput(
+                self, "AnalyticsBucketName", value=self.bucket.bucket_name, description="Parquet datasets"
+            ),
+            CfnOutput(self, "GlueDatabase", value=DATABASE_NAME, description="Glue database of the tables"),
+            CfnOutput(
+                self, "AthenaWorkgroup", value=self.workgroup.ref, description="Athena workgroup to query in"
+            ),
+        ]
+        for output in outputs:  # stable keys, as docs/deploy.md names them
+            output.override_logical_id(output.node.id)
 
     def _table(self, dataset: Dataset, account: str) -> glue.CfnTable:
         bucket_name = self.bucket.bucket_name

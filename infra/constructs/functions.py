@@ -64,7 +64,7 @@ class ClosedloopFunction(lambda_.Function):
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
             environment={
-                "POWERTOOLS_SERVICE_NAME": f"closedloop-{folder.replace('_', '-')}",
+                "POWERTOOLS_SERVICE_NAME": service_name(folder),
                 "POWERTOOLS_METRICS_NAMESPACE": "Closedloop",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
@@ -78,6 +78,11 @@ class ClosedloopFunction(lambda_.Function):
                 "permissions; data resources are granted by exact ARN.",
             )
         )
+
+
+def service_name(folder: str) -> str:
+    """The function's Powertools service: its logs' ``service`` and its metrics' ``service`` dimension."""
+    return f"closedloop-{folder.replace('_', '-')}"
 
 
 def _retention(days: int) -> logs.RetentionDays:

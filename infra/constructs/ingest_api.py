@@ -19,6 +19,9 @@ from aws_cdk import (
     aws_apigatewayv2_integrations as integrations,
 )
 from aws_cdk import (
+    aws_certificatemanager as acm,
+)
+from aws_cdk import (
     aws_lambda as lambda_,
 )
 from aws_cdk import (
@@ -26,7 +29,9 @@ from aws_cdk import (
 )
 from constructs import Construct
 
+from closedloop.crm.models import CrmName
 from closedloop.routes import ROUTES
+from closedloop.tracker import tracker_snippet
 
 # Access logs say what happened, never who: no source IP, no user agent, no query string.
 ACCESS_LOG_FORMAT = {
@@ -68,6 +73,8 @@ class IngestApiConstruct(Construct):
         throttle_rate: int,
         throttle_burst: int,
         log_retention: logs.RetentionDays,
+        custom_domain: str | None = None,
+        certificate_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.api = apigwv2.HttpApi(
@@ -105,8 +112,58 @@ class IngestApiConstruct(Construct):
                 path=path, methods=[apigwv2.HttpMethod.OPTIONS], integration=integration_of[function]
             )
 
-        CfnOutput(self, "ApiUrl", value=self.url, description="Base URL of the Closedloop API")
+        _output(self, "ApiUrl", value=self.url, description="Base URL of the Closedloop API")
+        self.public_url = self.url
+        if custom_domain and certificate_arn:
+            self.public_url = self._custom_domain(custom_domain, certificate_arn)
+        self._outputs_for_the_user()
+
+    def _custom_domain(self, name: str, certificate_arn: str) -> str:
+        """``https://<name>`` for the stage, with the ACM certificate (in the stack's region)."""
+        domain = apigwv2.DomainName(
+            self,
+            "CustomDomain",
+            domain_name=name,
+            certificate=acm.Certificate.from_certificate_arn(self, "Certificate", certificate_arn),
+            security_policy=apigwv2.SecurityPolicy.TLS_1_2,
+        )
+        apigwv2.ApiMapping(self, "CustomDomainMapping", api=self.api, domain_name=domain, stage=self.stage)
+        _output(
+            self,
+            "CustomDomainTarget",
+            value=domain.regional_domain_name,
+            description=f"Point {name} here: a CNAME, or a Route 53 alias record (docs/deploy.md)",
+        )
+        return f"https://{name}"
+
+    def _outputs_for_the_user(self) -> None:
+        """What the web team and the RevOps admin paste next: the tracker snippet, each CRM's URL."""
+        _output(
+            self,
+            "TrackerSnippet",
+            value=tracker_snippet(self.public_url),
+            description="Paste into the <head> of every page; options in docs/tracker.md",
+        )
+        for crm in CrmName:
+            url = f"{self.public_url}/webhooks/{crm.value}"
+            note = ""
+            if crm is CrmName.SALESFORCE:
+                url += "?token=<url_token>"
+                note = "; replace <url_token> with salesforce.url_token from the webhook secret"
+            _output(
+                self,
+                f"WebhookUrl{crm.value.capitalize()}",
+                value=url,
+                description=f"The {crm.value} webhook URL to paste in the CRM (docs/crm-setup.md){note}",
+            )
 
     @property
     def url(self) -> str:
         return self.stage.url.rstrip("/") if self.stage.url else self.api.api_endpoint
+
+
+def _output(scope: Construct, key: str, *, value: str, description: str) -> CfnOutput:
+    """A stack output under exactly ``key`` (no hash suffix), as docs/deploy.md names it."""
+    output = CfnOutput(scope, key, value=value, description=description)
+    output.override_logical_id(key)
+    return output

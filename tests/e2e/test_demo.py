@@ -28,7 +28,12 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Given the demo run as `make demo` runs it, at a reduced size
     completed = subprocess.run(
         [sys.executable, "-m", "closedloop.local.demo", "--visitors", str(CI_VISITORS), "--out", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     (out / "stdout.txt").write_text(completed.stdout)
     (out / "stderr.txt").write_text(completed.stderr)
@@ -50,8 +55,13 @@ def test_the_demo_plays_the_whole_loop_through_the_endpoints(demo_out, report):
     assert facts["retries"] > 0 and facts["out_of_order"] == 1
     assert facts["job"]["deals"] == facts["deals"]  # every CRM deal reached the lake, once
     stdout = (demo_out / "stdout.txt").read_text()
-    for section in ("Revenue by channel under every model", "Funnel by channel", "Top campaigns",
-                    "Return on ad spend", "Ground truth"):
+    for section in (
+        "Revenue by channel under every model",
+        "Funnel by channel",
+        "Top campaigns",
+        "Return on ad spend",
+        "Ground truth",
+    ):
         assert section in stdout
     assert "done in" in stdout
 

@@ -14,10 +14,11 @@ import boto3
 import duckdb
 import pytest
 
-from closedloop.analytics.datasets import DATASETS
 from closedloop.analytics.queries import named_queries
 from closedloop.crm import sign_generic
 from closedloop.local.gateway import load_function
+from closedloop.local.lakeview import download_lake
+from closedloop.local.lakeview import duckdb_over_lake as lakeview_connection
 from tests.conftest import SITE_ORIGIN
 from tests.support import api_event, invoke
 
@@ -112,22 +113,8 @@ def lake_snapshot() -> dict[str, bytes]:
 
 def duckdb_over_lake(tmp_path: Path) -> duckdb.DuckDBPyConnection:
     """The Athena tables, as DuckDB views over the same Parquet (downloaded: no httpfs offline)."""
-    for key, body in lake_snapshot().items():
-        if key.endswith(".parquet"):
-            target = tmp_path / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(body)
-    connection = duckdb.connect()
-    connection.execute("CREATE SCHEMA closedloop")
-    for ds in DATASETS:
-        folder = tmp_path / ds.name
-        if folder.exists():
-            source = f"read_parquet('{folder}/*/*.parquet', hive_partitioning = true)"
-        else:  # an empty table with the right columns
-            columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {c.name}" for c in ds.columns)
-            source = f"(SELECT {columns}, CAST(NULL AS VARCHAR) AS dt WHERE false)"
-        connection.execute(f"CREATE VIEW closedloop.{ds.name} AS SELECT * FROM {source}")
-    return connection
+    download_lake(boto3.client("s3", region_name="us-east-1"), BUCKET, tmp_path)
+    return lakeview_connection(tmp_path)
 
 
 @pytest.fixture

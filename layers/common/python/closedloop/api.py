@@ -8,8 +8,10 @@ Errors are mapped to HTTP here and nowhere else. Every error reply has the same 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
+from importlib import resources
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
@@ -25,6 +27,7 @@ from closedloop.observability import logger
 from closedloop.settings import ApiSettings
 
 __all__ = [
+    "ClosedloopResolver",
     "build_resolver",
     "error_body",
     "html_page",
@@ -89,16 +92,47 @@ def request_bodies(models: dict[str, type[BaseModel]], content_types: tuple[str,
     }
 
 
+class ClosedloopResolver(APIGatewayHttpResolver):
+    """Powertools' HTTP API resolver that knows its own OpenAPI document (see :meth:`document`)."""
+
+    def __init__(
+        self,
+        *,
+        title: str,
+        documented_bodies: dict[str, dict[str, Any]] | None = None,
+        cors: CORSConfig | None = None,
+    ) -> None:
+        super().__init__(cors=cors, enable_validation=True)
+        self.title = title
+        self.documented_bodies = documented_bodies or {}
+
+    def document(self) -> dict[str, Any]:
+        """This function's routes as OpenAPI 3.1, with the bodies of routes that parse their own body.
+
+        ``closedloop.openapi`` merges the documents of every function into the API's one document.
+        """
+        document: dict[str, Any] = json.loads(self.get_openapi_json_schema(title=self.title, version="1"))
+        for path, body in self.documented_bodies.items():
+            document["paths"][path]["post"]["requestBody"] = body
+        return document
+
+
 def build_resolver(
-    settings: ApiSettings, *, title: str, documented_bodies: dict[str, dict[str, Any]] | None = None
-) -> APIGatewayHttpResolver:
+    settings: ApiSettings,
+    *,
+    title: str,
+    documented_bodies: dict[str, dict[str, Any]] | None = None,
+    published_document: str | None = None,
+) -> ClosedloopResolver:
     """An HTTP API (payload v2) resolver with validation, CORS for the allowed origins only, the error
     mapping, ``GET /health`` and ``GET /openapi.json``.
 
     ``documented_bodies`` (path -> requestBody) documents the bodies of POST routes that parse their
-    own body, so the OpenAPI document describes every route.
+    own body, so the OpenAPI document describes every route. ``published_document`` names a file of
+    the ``closedloop`` package that ``GET /openapi.json`` serves instead of this function's own
+    document: the API's whole document (``closedloop/openapi.json``, made by ``closedloop.openapi``).
     """
-    app = APIGatewayHttpResolver(cors=_cors(settings), enable_validation=True)
+    app = ClosedloopResolver(title=title, documented_bodies=documented_bodies, cors=_cors(settings))
 
     def wants_page() -> bool:
         return is_html_form(app.current_event.headers.get("content-type", ""))
@@ -150,12 +184,17 @@ def build_resolver(
         "/openapi.json", summary="This API's OpenAPI document", tags=["operations"], include_in_schema=False
     )
     def openapi():  # no return annotation: a Response annotation breaks schema generation
-        document = json.loads(app.get_openapi_json_schema(title=title, version="1"))
-        for path, body in (documented_bodies or {}).items():
-            document["paths"][path]["post"]["requestBody"] = body
-        return Response(200, JSON, json.dumps(document))
+        if published_document is not None:
+            return Response(200, JSON, _package_file(published_document))
+        return Response(200, JSON, json.dumps(app.document()))
 
     return app
+
+
+@functools.cache
+def _package_file(name: str) -> str:
+    """A data file of the ``closedloop`` package (read once per warm function)."""
+    return resources.files("closedloop").joinpath(name).read_text(encoding="utf-8")
 
 
 def raw_body(event: dict[str, Any]) -> bytes:

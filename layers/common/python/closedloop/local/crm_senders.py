@@ -89,19 +89,28 @@ def _hubspot(change: DealChange, secrets: dict[str, str], host: str) -> CrmDeliv
         "closedate": _iso(change.occurred_at) if change.status != "open" else None,
         "contact_email": change.email,
     }
-    body = json.dumps({
-        "objectId": change.deal_id,
-        "portalId": 4_461_392,
-        "properties": {key: {"value": value} for key, value in properties.items() if value is not None},
-    }).encode()
+    body = json.dumps(
+        {
+            "objectId": change.deal_id,
+            "portalId": 4_461_392,
+            "properties": {key: {"value": value} for key, value in properties.items() if value is not None},
+        }
+    ).encode()
     timestamp = int(time.time() * 1000)
-    signature = sign_hubspot_v3(secrets["client_secret"], "POST", f"https://{host}/webhooks/hubspot", body, timestamp)
-    return CrmDelivery("hubspot", "/webhooks/hubspot", body, {
-        "Content-Type": "application/json",
-        "User-Agent": "HubSpot Connect 2.0 (http://dev.hubspot.com/)",
-        "X-HubSpot-Signature-v3": signature,
-        "X-HubSpot-Request-Timestamp": str(timestamp),
-    })
+    signature = sign_hubspot_v3(
+        secrets["client_secret"], "POST", f"https://{host}/webhooks/hubspot", body, timestamp
+    )
+    return CrmDelivery(
+        "hubspot",
+        "/webhooks/hubspot",
+        body,
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "HubSpot Connect 2.0 (http://dev.hubspot.com/)",
+            "X-HubSpot-Signature-v3": signature,
+            "X-HubSpot-Request-Timestamp": str(timestamp),
+        },
+    )
 
 
 def _salesforce(change: DealChange, secrets: dict[str, str]) -> CrmDelivery:
@@ -138,11 +147,16 @@ def _salesforce(change: DealChange, secrets: dict[str, str]) -> CrmDelivery:
         f"{sobject}</sObject></Notification>"
         "</notifications></soapenv:Body></soapenv:Envelope>"
     ).encode()
-    return CrmDelivery("salesforce", f"/webhooks/salesforce?token={secrets['url_token']}", body, {
-        "Content-Type": "text/xml; charset=utf-8",
-        "SOAPAction": '""',
-        "User-Agent": "Salesforce - OutboundMessaging",
-    })
+    return CrmDelivery(
+        "salesforce",
+        f"/webhooks/salesforce?token={secrets['url_token']}",
+        body,
+        {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": '""',
+            "User-Agent": "Salesforce - OutboundMessaging",
+        },
+    )
 
 
 def _pipedrive(change: DealChange, secrets: dict[str, str]) -> CrmDelivery:
@@ -150,55 +164,72 @@ def _pipedrive(change: DealChange, secrets: dict[str, str]) -> CrmDelivery:
     previous: dict[str, object] = {"stage_id": int(STAGES["pipedrive"][0])} if change.step == 1 else {}
     if change.step == 2:
         previous = {"status": "open"}
-    body = json.dumps({
-        "meta": {
-            "action": "create" if change.step == 0 else "change",
-            "entity": "deal",
-            "entity_id": change.deal_id,
-            "id": f"pd-{change.event_id}",
-            "timestamp": _iso(change.occurred_at),
-            "version": "2.0",
-            "webhook_id": "77",
-        },
-        "data": {
-            "id": change.deal_id,
-            "title": f"{change.deal_id} deal",
-            "value": change.amount,
-            "currency": change.currency,
-            "status": change.status,
-            "stage_id": int(change.stage),
-            "pipeline_id": 1,
-            "person_id": {"value": person, "email": [{"value": change.email, "primary": True, "label": "work"}]},
-            "add_time": _iso(change.created_at),
-            "update_time": _iso(change.occurred_at),
-        },
-        "previous": previous,
-    }).encode()
+    body = json.dumps(
+        {
+            "meta": {
+                "action": "create" if change.step == 0 else "change",
+                "entity": "deal",
+                "entity_id": change.deal_id,
+                "id": f"pd-{change.event_id}",
+                "timestamp": _iso(change.occurred_at),
+                "version": "2.0",
+                "webhook_id": "77",
+            },
+            "data": {
+                "id": change.deal_id,
+                "title": f"{change.deal_id} deal",
+                "value": change.amount,
+                "currency": change.currency,
+                "status": change.status,
+                "stage_id": int(change.stage),
+                "pipeline_id": 1,
+                "person_id": {
+                    "value": person,
+                    "email": [{"value": change.email, "primary": True, "label": "work"}],
+                },
+                "add_time": _iso(change.created_at),
+                "update_time": _iso(change.occurred_at),
+            },
+            "previous": previous,
+        }
+    ).encode()
     credentials = base64.b64encode(f"{secrets['username']}:{secrets['password']}".encode()).decode()
-    return CrmDelivery("pipedrive", "/webhooks/pipedrive", body, {
-        "Content-Type": "application/json",
-        "Authorization": f"Basic {credentials}",
-        "User-Agent": "Pipedrive Webhooks",
-    })
+    return CrmDelivery(
+        "pipedrive",
+        "/webhooks/pipedrive",
+        body,
+        {
+            "Content-Type": "application/json",
+            "Authorization": f"Basic {credentials}",
+            "User-Agent": "Pipedrive Webhooks",
+        },
+    )
 
 
 def _generic(change: DealChange, secrets: dict[str, str]) -> CrmDelivery:
-    body = json.dumps({
-        "event_id": change.event_id,
-        "deal_id": change.deal_id,
-        "status": change.status,
-        "stage": change.stage,
-        "occurred_at": _iso(change.occurred_at),
-        "created_at": _iso(change.created_at),
-        "contact_email": change.email,
-        "amount": str(change.amount),
-        "currency": change.currency,
-        "pipeline": "new business",
-    }).encode()
-    return CrmDelivery("generic", "/webhooks/generic", body, {
-        "Content-Type": "application/json",
-        GENERIC_SIGNATURE_HEADER: sign_generic(secrets["signing_secret"], body, int(time.time())),
-    })
+    body = json.dumps(
+        {
+            "event_id": change.event_id,
+            "deal_id": change.deal_id,
+            "status": change.status,
+            "stage": change.stage,
+            "occurred_at": _iso(change.occurred_at),
+            "created_at": _iso(change.created_at),
+            "contact_email": change.email,
+            "amount": str(change.amount),
+            "currency": change.currency,
+            "pipeline": "new business",
+        }
+    ).encode()
+    return CrmDelivery(
+        "generic",
+        "/webhooks/generic",
+        body,
+        {
+            "Content-Type": "application/json",
+            GENERIC_SIGNATURE_HEADER: sign_generic(secrets["signing_secret"], body, int(time.time())),
+        },
+    )
 
 
 def build_delivery(change: DealChange, secrets: dict[str, dict[str, str]], host: str) -> CrmDelivery:

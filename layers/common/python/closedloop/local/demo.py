@@ -49,8 +49,10 @@ from closedloop.local.stack import LOCAL_CRM_SECRETS, LocalStack
 
 __all__ = ["DemoRun", "main", "run_demo"]
 
-BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
-DEFAULT_VISITORS = 900
+BROWSER_UA = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+)
+DEFAULT_VISITORS = 400
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -63,8 +65,11 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
 
 
 def _post_json(url: str, body: dict[str, Any], content_type: str) -> dict[str, Any]:
-    status, reply = _post(url, json.dumps(body).encode(),
-                          {"Content-Type": content_type, "User-Agent": BROWSER_UA, "Origin": SITE})
+    status, reply = _post(
+        url,
+        json.dumps(body).encode(),
+        {"Content-Type": content_type, "User-Agent": BROWSER_UA, "Origin": SITE},
+    )
     if status != 200:
         raise RuntimeError(f"POST {url} answered {status}: {reply[:300]!r}")
     return dict(json.loads(reply))
@@ -84,7 +89,8 @@ class Progress:
         width = 30
         filled = int(width * done / self.total)
         rate = done / max(time.monotonic() - self.started, 1e-6)
-        line = f"  {self.label:<10}[{'█' * filled}{'·' * (width - filled)}] {done}/{self.total} {self.unit}, {rate:.0f}/s"
+        bar = "█" * filled + "·" * (width - filled)
+        line = f"  {self.label:<10}[{bar}] {done}/{self.total} {self.unit}, {rate:.0f}/s"
         if self.tty:
             self.stream.write("\r" + line)
         elif done * 4 // self.total > self._quarter:
@@ -147,16 +153,26 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: 
     if not visitor.email:
         return None
     last_device = visitor.sessions[-1][0]
-    _post_json(f"{api}/identify", {
-        "email": visitor.email, "visitor_id": visitor.visitor_ids[last_device], "company": visitor.company,
-        "form_id": "contact-sales", "page_url": f"{SITE}/contact",
-    }, "application/json")
+    _post_json(
+        f"{api}/identify",
+        {
+            "email": visitor.email,
+            "visitor_id": visitor.visitor_ids[last_device],
+            "company": visitor.company,
+            "form_id": "contact-sales",
+            "page_url": f"{SITE}/contact",
+        },
+        "application/json",
+    )
     created = now_ms()
     for device_id in visitor.visitor_ids:  # the other device, if any, is identified too (a login)
         if device_id != visitor.visitor_ids[last_device]:
             run.second_devices += 1
-            _post_json(f"{api}/identify", {"email": visitor.email, "visitor_id": device_id, "form_id": "login"},
-                       "application/json")
+            _post_json(
+                f"{api}/identify",
+                {"email": visitor.email, "visitor_id": device_id, "form_id": "login"},
+                "application/json",
+            )
     return created
 
 
@@ -168,10 +184,14 @@ def deal_changes(plans: list[DealPlan], lead_created: dict[str, int], now: int) 
         span = max(now - created_lead, 40)
         at = [created_lead + int(span * fraction) + step for step, fraction in enumerate((0.2, 0.5, 0.8))]
         steps = [("open", 0), ("open", 1)] + ([(plan.outcome, 2)] if plan.outcome != "open" else [])
-        changes.append([
-            DealChange(plan.crm, plan.deal_id, plan.email, status, step, plan.amount, "USD", at[0], at[step])
-            for status, step in steps
-        ])
+        changes.append(
+            [
+                DealChange(
+                    plan.crm, plan.deal_id, plan.email, status, step, plan.amount, "USD", at[0], at[step]
+                )
+                for status, step in steps
+            ]
+        )
     return changes
 
 
@@ -212,8 +232,11 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
     from closedloop.local.gateway import LambdaContextStub, load_function
 
     started = time.monotonic()
-    run = DemoRun(seed=seed, days=days, visitors=list(simulate_company(visitors=visitors, days=days,
-                                                                         now_ms=now_ms(), seed=seed)))
+    run = DemoRun(
+        seed=seed,
+        days=days,
+        visitors=list(simulate_company(visitors=visitors, days=days, now_ms=now_ms(), seed=seed)),
+    )
     sequence = [0]
     lead_created: dict[str, int] = {}
     progress = Progress("visitors", len(run.visitors), "visitors")
@@ -236,7 +259,9 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
     started = time.monotonic()
     run.deals = plan_deals(run.leads, seed=seed)
     order, run.retries, run.out_of_order = delivery_order(
-        deal_changes(run.deals, lead_created, now_ms()), random.Random(seed))
+        deal_changes(run.deals, lead_created, now_ms()),
+        random.Random(seed),  # noqa: S311 - a seeded simulation
+    )
     host = urlsplit(stack.url).netloc
     progress = Progress("CRM", len(order), "deliveries")
     with contextlib.redirect_stdout(logs):
@@ -245,7 +270,9 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
             run.deliveries[change.crm] += 1
             if status != 200:
                 run.refused += 1
-                print(json.dumps({"demo": "delivery refused", "crm": change.crm, "status": status}), file=logs)
+                print(
+                    json.dumps({"demo": "delivery refused", "crm": change.crm, "status": status}), file=logs
+                )
             if done % 5 == 0 or done == len(order):
                 progress.update(done)
     progress.close()
@@ -268,77 +295,12 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
     today = datetime.now(UTC).date()
     with contextlib.redirect_stdout(logs):
         job = load_function("attribute")
-        run.job = job.handler({"from": (today - timedelta(days=days + 1)).isoformat(), "to": today.isoformat()},
-                              LambdaContextStub(function_name="attribute"))
+        run.job = job.handler(
+            {"from": (today - timedelta(days=days + 1)).isoformat(), "to": today.isoformat()},
+            LambdaContextStub(function_name="attribute"),
+        )
     run.timings["job"] = time.monotonic() - started
     return run
-
-
-def speed_up_moto_index_queries() -> None:
-    """Make moto's global-secondary-index queries cost what they match, not the whole table.
-
-    moto answers every index query by sorting *all* the table's items (comparing ``DynamoType``
-    objects) and testing each one: the attribute job's per-day index queries then cost minutes at the
-    demo's size. This keeps moto's answers (same items, same order) but sorts the table once per change
-    and hands the query only the items whose index hash key matches. Writes go through ``Table.put_item``
-    and ``Table.delete_item`` (restores replace ``Table.items``): either invalidates the cache.
-    """
-    import threading
-
-    from moto.dynamodb.models.table import Table
-
-    if getattr(Table, "_closedloop_index_speedup", False):
-        return
-    original_all_items, original_query = Table.all_items, Table.query
-    original_put, original_delete = Table.put_item, Table.delete_item
-    local = threading.local()
-
-    def changed(table: Any) -> None:
-        table.__dict__.pop("_closedloop_sorted", None)
-
-    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        changed(self)
-        return original_put(self, *args, **kwargs)
-
-    def delete_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        changed(self)
-        return original_delete(self, *args, **kwargs)
-
-    def cached(self: Any) -> dict[Any, Any]:
-        entry = self.__dict__.get("_closedloop_sorted")
-        if entry is None or entry["items_id"] != id(self.items):
-            entry = {"items_id": id(self.items), "all": original_all_items(self), "buckets": {}}
-            self.__dict__["_closedloop_sorted"] = entry
-        return entry
-
-    def all_items(self: Any) -> list[Any]:
-        bucket = getattr(local, "bucket", None)
-        return list(bucket) if bucket is not None else list(cached(self)["all"])
-
-    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        conditions = kwargs.get("hash_key_conditions") or []
-        index_name = kwargs.get("index_name", args[7] if len(args) > 7 else None)
-        if not index_name or len(conditions) != 1:
-            return original_query(self, *args, **kwargs)
-        name, value = conditions[0]
-        entry = cached(self)
-        buckets = entry["buckets"].get(name)
-        if buckets is None:
-            buckets = {}
-            for item in entry["all"]:
-                found = item.attrs.get(name)
-                if found is not None:
-                    buckets.setdefault((found.type, str(found.value)), []).append(item)
-            entry["buckets"][name] = buckets
-        local.bucket = buckets.get((value.type, str(value.value)), [])
-        try:
-            return original_query(self, *args, **kwargs)
-        finally:
-            local.bucket = None
-
-    Table.all_items, Table.query = all_items, query  # type: ignore[method-assign]
-    Table.put_item, Table.delete_item = put_item, delete_item  # type: ignore[method-assign]
-    Table._closedloop_index_speedup = True  # type: ignore[attr-defined]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -354,7 +316,6 @@ def main(argv: list[str] | None = None) -> int:
     from closedloop.local.report import build_report, render_html, render_terminal
 
     started = time.monotonic()
-    speed_up_moto_index_queries()
     args.out.mkdir(parents=True, exist_ok=True)
     with (args.out / "function-logs.jsonl").open("w") as logs, LocalStack() as stack:
         print(f"local stack up on {stack.url} (moto on {stack.moto_url})", file=sys.stderr)
@@ -363,19 +324,28 @@ def main(argv: list[str] | None = None) -> int:
 
         query_started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="closedloop-lake-") as folder:
-            download_lake(boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url),
-                          stack.bucket_name, Path(folder))
+            download_lake(
+                boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url),
+                stack.bucket_name,
+                Path(folder),
+            )
             report = build_report(duckdb_over_lake(Path(folder)), run, true_revenue_share(run.leads))
         run.timings["queries"] = time.monotonic() - query_started
     run.timings["total"] = time.monotonic() - started
     report.timings = dict(run.timings)
     print(render_terminal(report))
     (args.out / "report.html").write_text(render_html(report), encoding="utf-8")
-    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=2, default=str), encoding="utf-8")
-    print(f"\nreport: {args.out / 'report.html'}   data: {args.out / 'report.json'}   "
-          f"logs: {args.out / 'function-logs.jsonl'}")
-    print(f"done in {run.timings['total']:.1f} s (visitors {run.timings['visitors']:.1f} s, CRM "
-          f"{run.timings['crm']:.1f} s, job {run.timings['job']:.1f} s, queries {run.timings['queries']:.1f} s)")
+    (args.out / "report.json").write_text(
+        json.dumps(report.as_dict(), indent=2, default=str), encoding="utf-8"
+    )
+    print(
+        f"\nreport: {args.out / 'report.html'}   data: {args.out / 'report.json'}   "
+        f"logs: {args.out / 'function-logs.jsonl'}"
+    )
+    print(
+        f"done in {run.timings['total']:.1f} s (visitors {run.timings['visitors']:.1f} s, CRM "
+        f"{run.timings['crm']:.1f} s, job {run.timings['job']:.1f} s, queries {run.timings['queries']:.1f} s)"
+    )
     return 1 if run.refused else 0
 
 

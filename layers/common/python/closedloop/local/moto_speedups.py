@@ -1,4 +1,4 @@
-"""A faster ``TransactWriteItems`` for moto's in-memory DynamoDB, used by the local stack only.
+"""Faster ``TransactWriteItems`` and index queries for moto's in-memory DynamoDB (local stack only).
 
 moto 5.2 backs up a table with ``copy.deepcopy`` once per item of every transaction, so each
 transaction costs time in proportion to the whole table: the demo, which writes thousands of items
@@ -88,8 +88,76 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         raise
 
 
+def speed_up_moto_index_queries() -> None:
+    """Make moto's global-secondary-index queries cost what they match, not the whole table.
+
+    moto answers every index query by sorting *all* the table's items (comparing ``DynamoType``
+    objects) and testing each one: the attribute job's per-day index queries then cost minutes at the
+    demo's size. This keeps moto's answers (same items, same order) but sorts the table once per change
+    and hands the query only the items whose index hash key matches. Writes go through ``Table.put_item``
+    and ``Table.delete_item`` (restores replace ``Table.items``): either invalidates the cache.
+    """
+    import threading
+
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table, "_closedloop_index_speedup", False):
+        return
+    original_all_items, original_query = Table.all_items, Table.query
+    original_put, original_delete = Table.put_item, Table.delete_item
+    local = threading.local()
+
+    def changed(table: Any) -> None:
+        table.__dict__.pop("_closedloop_sorted", None)
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        changed(self)
+        return original_put(self, *args, **kwargs)
+
+    def delete_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        changed(self)
+        return original_delete(self, *args, **kwargs)
+
+    def cached(self: Any) -> dict[Any, Any]:
+        entry = self.__dict__.get("_closedloop_sorted")
+        if entry is None or entry["items_id"] != id(self.items):
+            entry = {"items_id": id(self.items), "all": original_all_items(self), "buckets": {}}
+            self.__dict__["_closedloop_sorted"] = entry
+        return entry
+
+    def all_items(self: Any) -> list[Any]:
+        bucket = getattr(local, "bucket", None)
+        return list(bucket) if bucket is not None else list(cached(self)["all"])
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        conditions = kwargs.get("hash_key_conditions") or []
+        index_name = kwargs.get("index_name", args[7] if len(args) > 7 else None)
+        if not index_name or len(conditions) != 1:
+            return original_query(self, *args, **kwargs)
+        name, value = conditions[0]
+        entry = cached(self)
+        buckets = entry["buckets"].get(name)
+        if buckets is None:
+            buckets = {}
+            for item in entry["all"]:
+                found = item.attrs.get(name)
+                if found is not None:
+                    buckets.setdefault((found.type, str(found.value)), []).append(item)
+            entry["buckets"][name] = buckets
+        local.bucket = buckets.get((value.type, str(value.value)), [])
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            local.bucket = None
+
+    Table.all_items, Table.query = all_items, query  # type: ignore[method-assign]
+    Table.put_item, Table.delete_item = put_item, delete_item  # type: ignore[method-assign]
+    Table._closedloop_index_speedup = True  # type: ignore[attr-defined]
+
+
 def install() -> None:
-    """Patch moto's DynamoDB backend class (process-wide)."""
+    """Patch moto's DynamoDB backend (process-wide): transactions and index queries."""
     from moto.dynamodb.models import DynamoDBBackend
 
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    speed_up_moto_index_queries()

@@ -22,7 +22,15 @@ if TYPE_CHECKING:
 
     from closedloop.local.demo import DemoRun
 
-__all__ = ["ModelScore", "Report", "build_report", "mean_abs_error", "render_html", "render_terminal", "spearman"]
+__all__ = [
+    "ModelScore",
+    "Report",
+    "build_report",
+    "mean_abs_error",
+    "render_html",
+    "render_terminal",
+    "spearman",
+]
 
 NO_WEB_TOUCH = "(no web touch)"
 # The models of the named query revenue_by_channel_by_model, in its column order, with short labels.
@@ -146,8 +154,11 @@ def build_report(sql: duckdb.DuckDBPyConnection, run: DemoRun, truth: dict[str, 
     results = {q.name: _rows(sql, q.sql) for q in named_queries()}
     shares: dict[str, dict[str, float]] = defaultdict(dict)
     totals: dict[str, float] = defaultdict(float)
-    per_model = _rows(sql, "SELECT model, channel, SUM(revenue_credit) AS revenue "
-                           "FROM closedloop.attribution_credits GROUP BY model, channel")
+    per_model = _rows(
+        sql,
+        "SELECT model, channel, SUM(revenue_credit) AS revenue "
+        "FROM closedloop.attribution_credits GROUP BY model, channel",
+    )
     for row in per_model:
         totals[row["model"]] += row["revenue"] or 0.0
     for row in per_model:
@@ -205,11 +216,21 @@ def _pct(value: float | None) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], first_width: int = 18) -> str:
-    widths = [max([first_width if i == 0 else 0, len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True)))]
+    widths = [
+        max([first_width if i == 0 else 0, len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)
+    ]
+    lines = [
+        "  ".join(
+            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))
+        )
+    ]
     lines.append("  ".join("─" * w for w in widths))
     for row in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     return "\n".join(lines)
 
 
@@ -221,6 +242,10 @@ def _truth_channels(report: Report) -> list[str]:
     return sorted(report.truth, key=lambda c: -report.truth[c])
 
 
+def _beats(model: ModelScore, last: ModelScore) -> bool:
+    return model.mae < last.mae and model.spearman > last.spearman
+
+
 def render_terminal(report: Report) -> str:
     """The compact terminal report."""
     f = report.facts
@@ -229,7 +254,8 @@ def render_terminal(report: Report) -> str:
     out = [
         "",
         f"━━ Closedloop demo: {f['site']}, {f['days']} days, seed {f['seed']} ━━",
-        f"{f['visitors']} visitors, {f['sessions']} sessions, {f['page_views']} page views -> {f['leads']} leads "
+        f"{f['visitors']} visitors, {f['sessions']} sessions, {f['page_views']} page views "
+        f"-> {f['leads']} leads "
         f"({f['second_devices']} on a second device) -> {f['deals']} deals: {outcome['won']} won "
         f"({_money(f['revenue_won'])}), {outcome['lost']} lost, {outcome['open']} open",
         f"CRM deliveries: {deliveries} ({f['retries']} retries, {f['out_of_order']} out of order, "
@@ -238,42 +264,82 @@ def render_terminal(report: Report) -> str:
         "Revenue by channel under every model (named query revenue_by_channel_by_model)",
     ]
     models = _revenue_models(report)
-    rows = [[r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))] for r in report.revenue]
+    rows = [
+        [r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))]
+        for r in report.revenue
+    ]
     out.append(_table(["channel", *(MODEL_LABELS[m] for m in models), "pipeline"], rows))
 
     out += ["", "Funnel by channel (funnel_by_channel; leads and later credited linearly)"]
-    rows = [[r["channel"], f"{r['visits']:.0f}", f"{r['leads']:.1f}", f"{r['opportunities']:.1f}",
-             f"{r['customers']:.1f}", _pct(r["visit_to_lead"]), _pct(r["lead_to_opportunity"]),
-             _pct(r["opportunity_to_customer"])] for r in report.funnel]
-    out.append(_table(["channel", "visits", "leads", "opps", "customers", "visit>lead", "lead>opp", "opp>won"], rows))
+    rows = [
+        [
+            r["channel"],
+            f"{r['visits']:.0f}",
+            f"{r['leads']:.1f}",
+            f"{r['opportunities']:.1f}",
+            f"{r['customers']:.1f}",
+            _pct(r["visit_to_lead"]),
+            _pct(r["lead_to_opportunity"]),
+            _pct(r["opportunity_to_customer"]),
+        ]
+        for r in report.funnel
+    ]
+    out.append(
+        _table(["channel", "visits", "leads", "opps", "customers", "visit>lead", "lead>opp", "opp>won"], rows)
+    )
 
     out += ["", "Top campaigns (top_campaigns_by_model)"]
-    rows = [[str(r["campaign"])[:24], r["channel"], _money(r["first_touch"]), _money(r["last_touch"]),
-             _money(r["markov"]), _money(r["shapley"])] for r in report.campaigns[:8]]
+    rows = [
+        [
+            str(r["campaign"])[:24],
+            r["channel"],
+            _money(r["first_touch"]),
+            _money(r["last_touch"]),
+            _money(r["markov"]),
+            _money(r["shapley"]),
+        ]
+        for r in report.campaigns[:8]
+    ]
     out.append(_table(["campaign", "channel", "first", "last", "markov", "shapley"], rows, first_width=22))
 
     if report.roas:
         out += ["", "Return on ad spend, Markov credit (roas_by_campaign)"]
-        rows = [[str(r["campaign"])[:24], r["channel"], _money(r["cost"]), _money(r["revenue"]),
-                 "-" if r["roas"] is None else f"{r['roas']:.1f}x", _money(r["cost_per_lead"]),
-                 _money(r["customer_acquisition_cost"])] for r in report.roas]
-        out.append(_table(["campaign", "channel", "spend", "revenue", "ROAS", "CPL", "CAC"], rows, first_width=22))
+        rows = [
+            [
+                str(r["campaign"])[:24],
+                r["channel"],
+                _money(r["cost"]),
+                _money(r["revenue"]),
+                "-" if r["roas"] is None else f"{r['roas']:.1f}x",
+                _money(r["cost_per_lead"]),
+                _money(r["customer_acquisition_cost"]),
+            ]
+            for r in report.roas
+        ]
+        out.append(
+            _table(["campaign", "channel", "spend", "revenue", "ROAS", "CPL", "CAC"], rows, first_width=22)
+        )
 
     out += ["", "Ground truth: each channel's true share of revenue vs what the models credit"]
     shown = ["last_touch", "first_touch", "linear", "markov", "shapley"]
-    rows = [[c, _pct(report.truth[c]), *(_pct(report.shares.get(m, {}).get(c, 0.0)) for m in shown)]
-            for c in _truth_channels(report)]
+    rows = [
+        [c, _pct(report.truth[c]), *(_pct(report.shares.get(m, {}).get(c, 0.0)) for m in shown)]
+        for c in _truth_channels(report)
+    ]
     out.append(_table(["channel", "TRUE", *(MODEL_LABELS[m] for m in shown)], rows))
     rows = [[s.model, f"{s.spearman:+.2f}", f"{100 * s.mae:.1f} pts"] for s in report.scores]
     out += ["", _table(["model (best first)", "rank corr.", "mean abs. error"], rows)]
     last = report.score("last_touch")
     verdict = ", ".join(
-        f"{m} {'beats' if report.score(m).mae < last.mae and report.score(m).spearman > last.spearman else 'does not beat'}"
-        f" last touch" for m in DATA_DRIVEN if m in report.shares
+        f"{m} {'beats' if _beats(report.score(m), last) else 'does not beat'} last touch"
+        for m in DATA_DRIVEN
+        if m in report.shares
     )
-    out.append(f"→ {verdict} (error {', '.join(f'{100 * report.score(m).mae:.1f}' for m in DATA_DRIVEN)} vs "
-               f"{100 * last.mae:.1f} pts; rank corr. "
-               f"{', '.join(f'{report.score(m).spearman:+.2f}' for m in DATA_DRIVEN)} vs {last.spearman:+.2f})")
+    out.append(
+        f"→ {verdict} (error {', '.join(f'{100 * report.score(m).mae:.1f}' for m in DATA_DRIVEN)} vs "
+        f"{100 * last.mae:.1f} pts; rank corr. "
+        f"{', '.join(f'{report.score(m).spearman:+.2f}' for m in DATA_DRIVEN)} vs {last.spearman:+.2f})"
+    )
     return "\n".join(out)
 
 
@@ -302,29 +368,39 @@ def bar_chart(
     height = legend + group * len(categories) + 6
     peak = max([v for _, values in series for v in values] + [0.0]) or 1.0
     plot = width - label_width - 70
-    parts = [f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(title or chart_id)}" '
-             f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    parts = [
+        f'<svg class="chart" id="{_e(chart_id)}" role="img" aria-label="{_e(title or chart_id)}" '
+        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'
+    ]
     if title:
         parts.append(f"<title>{_e(title)}</title>")
     x = label_width
     for index, (name, _) in enumerate(series if len(series) > 1 else []):
         color = colors[index % len(colors)]
-        parts.append(f'<rect class="key" x="{x}" y="4" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{x + 14}" y="13" class="legend">{_e(name)}</text>')
+        parts.append(
+            f'<rect class="key" x="{x}" y="4" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x + 14}" y="13" class="legend">{_e(name)}</text>'
+        )
         x += 24 + 7 * len(name)
     for row, category in enumerate(categories):
         top = legend + row * group
-        parts.append(f'<text x="{label_width - 6}" y="{top + group / 2 + 2}" text-anchor="end" class="label">'
-                     f"{_e(category)}</text>")
+        parts.append(
+            f'<text x="{label_width - 6}" y="{top + group / 2 + 2}" text-anchor="end" class="label">'
+            f"{_e(category)}</text>"
+        )
         for index, (name, values) in enumerate(series):
             value = values[row]
             length = max(plot * value / peak, 0.0)
             y = top + index * bar + 2
             color = colors[index % len(colors)]
-            parts.append(f'<rect class="bar" x="{label_width}" y="{y}" width="{length:.1f}" height="{bar - 2}" '
-                         f'fill="{color}"><title>{_e(category)} · {_e(name)}: {_e(fmt(value))}</title></rect>')
-            parts.append(f'<text x="{label_width + length + 4:.1f}" y="{y + bar - 3}" class="value">'
-                         f"{_e(fmt(value))}</text>")
+            parts.append(
+                f'<rect class="bar" x="{label_width}" y="{y}" width="{length:.1f}" height="{bar - 2}" '
+                f'fill="{color}"><title>{_e(category)} · {_e(name)}: {_e(fmt(value))}</title></rect>'
+            )
+            parts.append(
+                f'<text x="{label_width + length + 4:.1f}" y="{y + bar - 3}" class="value">'
+                f"{_e(fmt(value))}</text>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -336,7 +412,8 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[object]], klass:
 
 
 CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;margin:0;background:#f5f7fa}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d2733;margin:0;
+background:#f5f7fa}
 main{max-width:1100px;margin:0 auto;padding:24px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:19px;margin:0 0 6px}
 .sub{color:#5b6b7c;margin:0 0 18px}
@@ -352,7 +429,8 @@ svg .label,svg .legend{font-size:12px;fill:#1d2733}svg .value{font-size:11px;fil
 table{border-collapse:collapse;width:100%;font-size:13px;margin-top:8px}
 th,td{padding:4px 8px;text-align:right;border-bottom:1px solid #e6eaef}
 th:first-child,td:first-child{text-align:left}th{background:#f0f3f7;font-weight:600}
-.best td{background:#e8f6ee}.callout{background:#eef5fc;border-left:4px solid #1f4e79;padding:10px 14px;margin:10px 0}
+.best td{background:#e8f6ee}
+.callout{background:#eef5fc;border-left:4px solid #1f4e79;padding:10px 14px;margin:10px 0}
 footer{color:#7b8896;font-size:12px;text-align:center;margin:24px 0}
 """
 
@@ -364,9 +442,15 @@ def render_html(report: Report) -> str:
     models = _revenue_models(report)
     channels = [r["channel"] for r in report.revenue]
     last, best = report.score("last_touch"), report.scores[0]
-    kpis = [("visitors", f["visitors"]), ("sessions", f["sessions"]), ("leads", f["leads"]),
-            ("deals", f["deals"]), ("won", outcome["won"]), ("revenue won", _money(f["revenue_won"])),
-            ("CRM deliveries", sum(f["deliveries"].values()))]
+    kpis = [
+        ("visitors", f["visitors"]),
+        ("sessions", f["sessions"]),
+        ("leads", f["leads"]),
+        ("deals", f["deals"]),
+        ("won", outcome["won"]),
+        ("revenue won", _money(f["revenue_won"])),
+        ("CRM deliveries", sum(f["deliveries"].values())),
+    ]
     total_spend = sum(r["cost"] or 0 for r in report.roas)
     total_roas_revenue = sum(r["revenue"] or 0 for r in report.roas)
     if total_spend:
@@ -376,91 +460,195 @@ def render_html(report: Report) -> str:
     truth_channels = _truth_channels(report)
     compared = ["last_touch", "linear", "markov", "shapley"]
     truth_chart = bar_chart(
-        "truth-vs-models", truth_channels,
-        [("true share", [report.truth[c] for c in truth_channels]),
-         *((MODEL_LABELS[m], [report.shares.get(m, {}).get(c, 0.0) for c in truth_channels]) for m in compared)],
-        fmt=_pct, colors=("#222222", "#c0504d", "#999999", "#1f4e79", "#009e73"), bar=9,
-        title="True revenue share by channel vs the models' credit")
+        "truth-vs-models",
+        truth_channels,
+        [
+            ("true share", [report.truth[c] for c in truth_channels]),
+            *(
+                (MODEL_LABELS[m], [report.shares.get(m, {}).get(c, 0.0) for c in truth_channels])
+                for m in compared
+            ),
+        ],
+        fmt=_pct,
+        colors=("#222222", "#c0504d", "#999999", "#1f4e79", "#009e73"),
+        bar=9,
+        title="True revenue share by channel vs the models' credit",
+    )
     score_chart = bar_chart(
-        "model-error", [s.model for s in report.scores], [("mean absolute share error", [s.mae for s in report.scores])],
-        fmt=lambda v: f"{100 * v:.1f} pts", colors=("#6a3d9a",), title="Error against the truth, by model")
+        "model-error",
+        [s.model for s in report.scores],
+        [("mean absolute share error", [s.mae for s in report.scores])],
+        fmt=lambda v: f"{100 * v:.1f} pts",
+        colors=("#6a3d9a",),
+        title="Error against the truth, by model",
+    )
     score_rows = [[s.model, f"{s.spearman:+.2f}", f"{100 * s.mae:.1f} pts"] for s in report.scores]
 
     # 2. Revenue by channel, one small chart per model (same channels, each model's own scale).
     panels = "".join(
-        f'<div><h3>{_e(m.replace("_", " "))}</h3>'
-        + bar_chart(f"revenue-{m}", channels, [(m, [float(r[m] or 0) for r in report.revenue])],
-                    width=340, bar=12, label_width=110, colors=(PALETTE[0] if m not in DATA_DRIVEN else "#009e73",),
-                    title=f"Revenue by channel, {m}")
+        f"<div><h3>{_e(m.replace('_', ' '))}</h3>"
+        + bar_chart(
+            f"revenue-{m}",
+            channels,
+            [(m, [float(r[m] or 0) for r in report.revenue])],
+            width=340,
+            bar=12,
+            label_width=110,
+            colors=(PALETTE[0] if m not in DATA_DRIVEN else "#009e73",),
+            title=f"Revenue by channel, {m}",
+        )
         + "</div>"
         for m in models
     )
-    revenue_rows = [[r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))]
-                    for r in report.revenue]
+    revenue_rows = [
+        [r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))]
+        for r in report.revenue
+    ]
 
     # 3. Funnel.
     funnel_channels = [r["channel"] for r in report.funnel]
     funnel_chart = bar_chart(
-        "funnel-rates", funnel_channels,
-        [("visit → lead", [r["visit_to_lead"] or 0.0 for r in report.funnel]),
-         ("lead → opportunity", [r["lead_to_opportunity"] or 0.0 for r in report.funnel]),
-         ("opportunity → customer", [r["opportunity_to_customer"] or 0.0 for r in report.funnel])],
-        fmt=_pct, bar=9, colors=("#56b4e9", "#1f4e79", "#009e73"), title="Conversion rates by channel")
-    totals = [("visits", sum(r["visits"] or 0 for r in report.funnel)), ("leads", sum(r["leads"] or 0 for r in report.funnel)),
-              ("opportunities", sum(r["opportunities"] or 0 for r in report.funnel)),
-              ("customers", sum(r["customers"] or 0 for r in report.funnel))]
-    overall = bar_chart("funnel-overall", [name for name, _ in totals], [("all channels", [v for _, v in totals])],
-                        fmt=lambda v: f"{v:,.0f}", colors=("#1f4e79",), title="The funnel, all channels")
-    funnel_rows = [[r["channel"], f"{r['visits']:.0f}", f"{r['leads']:.1f}", f"{r['opportunities']:.1f}",
-                    f"{r['customers']:.1f}", _pct(r["visit_to_lead"]), _pct(r["lead_to_opportunity"]),
-                    _pct(r["opportunity_to_customer"])] for r in report.funnel]
+        "funnel-rates",
+        funnel_channels,
+        [
+            ("visit → lead", [r["visit_to_lead"] or 0.0 for r in report.funnel]),
+            ("lead → opportunity", [r["lead_to_opportunity"] or 0.0 for r in report.funnel]),
+            ("opportunity → customer", [r["opportunity_to_customer"] or 0.0 for r in report.funnel]),
+        ],
+        fmt=_pct,
+        bar=9,
+        colors=("#56b4e9", "#1f4e79", "#009e73"),
+        title="Conversion rates by channel",
+    )
+    totals = [
+        ("visits", sum(r["visits"] or 0 for r in report.funnel)),
+        ("leads", sum(r["leads"] or 0 for r in report.funnel)),
+        ("opportunities", sum(r["opportunities"] or 0 for r in report.funnel)),
+        ("customers", sum(r["customers"] or 0 for r in report.funnel)),
+    ]
+    overall = bar_chart(
+        "funnel-overall",
+        [name for name, _ in totals],
+        [("all channels", [v for _, v in totals])],
+        fmt=lambda v: f"{v:,.0f}",
+        colors=("#1f4e79",),
+        title="The funnel, all channels",
+    )
+    funnel_rows = [
+        [
+            r["channel"],
+            f"{r['visits']:.0f}",
+            f"{r['leads']:.1f}",
+            f"{r['opportunities']:.1f}",
+            f"{r['customers']:.1f}",
+            _pct(r["visit_to_lead"]),
+            _pct(r["lead_to_opportunity"]),
+            _pct(r["opportunity_to_customer"]),
+        ]
+        for r in report.funnel
+    ]
 
     # 4. Campaigns and ROAS.
     top = report.campaigns[:10]
     campaign_chart = bar_chart(
-        "top-campaigns", [f"{r['campaign']} ({r['channel']})" for r in top],
-        [("first touch", [r["first_touch"] or 0.0 for r in top]), ("last touch", [r["last_touch"] or 0.0 for r in top]),
-         ("markov", [r["markov"] or 0.0 for r in top]), ("shapley", [r["shapley"] or 0.0 for r in top])],
-        label_width=230, width=720, bar=8, colors=("#e69f00", "#c0504d", "#1f4e79", "#009e73"),
-        title="Revenue credited to the top campaigns")
-    roas_chart = bar_chart(
-        "roas", [f"{r['campaign']} ({r['channel']})" for r in report.roas],
-        [("ROAS", [r["roas"] or 0.0 for r in report.roas])], fmt=lambda v: f"{v:.1f}x",
-        label_width=230, width=720, colors=("#009e73",), title="Return on ad spend by campaign") if report.roas else ""
-    roas_rows = [[r["campaign"], r["channel"], _money(r["cost"]), _money(r["revenue"]),
-                  "-" if r["roas"] is None else f"{r['roas']:.1f}x", _money(r["cost_per_lead"]),
-                  _money(r["customer_acquisition_cost"])] for r in report.roas]
-    pipeline_rows = [[r["stage"], r["channel"], r["source"], r["deals"], _money(r["pipeline_credited"])]
-                     for r in report.pipeline[:15]]
+        "top-campaigns",
+        [f"{r['campaign']} ({r['channel']})" for r in top],
+        [
+            ("first touch", [r["first_touch"] or 0.0 for r in top]),
+            ("last touch", [r["last_touch"] or 0.0 for r in top]),
+            ("markov", [r["markov"] or 0.0 for r in top]),
+            ("shapley", [r["shapley"] or 0.0 for r in top]),
+        ],
+        label_width=230,
+        width=720,
+        bar=8,
+        colors=("#e69f00", "#c0504d", "#1f4e79", "#009e73"),
+        title="Revenue credited to the top campaigns",
+    )
+    roas_chart = (
+        bar_chart(
+            "roas",
+            [f"{r['campaign']} ({r['channel']})" for r in report.roas],
+            [("ROAS", [r["roas"] or 0.0 for r in report.roas])],
+            fmt=lambda v: f"{v:.1f}x",
+            label_width=230,
+            width=720,
+            colors=("#009e73",),
+            title="Return on ad spend by campaign",
+        )
+        if report.roas
+        else ""
+    )
+    roas_rows = [
+        [
+            r["campaign"],
+            r["channel"],
+            _money(r["cost"]),
+            _money(r["revenue"]),
+            "-" if r["roas"] is None else f"{r['roas']:.1f}x",
+            _money(r["cost_per_lead"]),
+            _money(r["customer_acquisition_cost"]),
+        ]
+        for r in report.roas
+    ]
+    pipeline_rows = [
+        [r["stage"], r["channel"], r["source"], r["deals"], _money(r["pipeline_credited"])]
+        for r in report.pipeline[:15]
+    ]
 
     deliveries = ", ".join(f"{crm}: {n}" for crm, n in sorted(f["deliveries"].items()))
     beaten = [m for m in DATA_DRIVEN if report.score(m).mae < last.mae]
-    headline = (f"{' and '.join(beaten) or 'No data-driven model'} recover{'s' if len(beaten) == 1 else ''} the true "
-                f"channel mix better than last touch: error {', '.join(f'{100 * report.score(m).mae:.1f}' for m in DATA_DRIVEN)}"
-                f" points vs {100 * last.mae:.1f} for last touch.")
+    errors = ", ".join(f"{100 * report.score(m).mae:.1f}" for m in DATA_DRIVEN)
+    headline = (
+        f"{' and '.join(beaten) or 'No data-driven model'} recover{'s' if len(beaten) == 1 else ''} the true "
+        f"channel mix better than last touch: error {errors} points vs {100 * last.mae:.1f} for last touch."
+    )
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in report.timings.items())
+    kpi_html = "".join(f'<div class="kpi"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in kpis)
+    score_table = _html_table(["model", "rank correlation", "mean abs. error"], score_rows)
+    funnel_table = _html_table(
+        [
+            "channel",
+            "visits",
+            "leads",
+            "opportunities",
+            "customers",
+            "visit → lead",
+            "lead → opp.",
+            "opp. → won",
+        ],
+        funnel_rows,
+    )
+    roas_table = _html_table(
+        ["campaign", "channel", "spend", "revenue", "ROAS", "cost per lead", "cost per customer"], roas_rows
+    )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Closedloop demo report: which channels drive revenue</title><style>{CSS}</style></head>
 <body><main>
 <h1>Which channels really drive revenue?</h1>
-<p class="sub">{_e(f["site"])} · the last {f["days"]} days · generated {_e(f["generated_at"])} by <code>make demo</code>
+<p class="sub">{_e(f["site"])} · the last {f["days"]} days · generated {_e(f["generated_at"])}
+by <code>make demo</code>
 (seed {f["seed"]})</p>
-<div class="kpis">{"".join(f'<div class="kpi"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in kpis)}</div>
+<div class="kpis">{kpi_html}</div>
 
 <section id="truth"><h2>The answer, checked against the truth</h2>
 <p class="explain">This company is synthetic, so we know what really works: each channel has a known effect
-on the chance that a lead becomes a deal. Visitors typically discover the company through a campaign, a partner
+on the chance that a lead becomes a deal. Visitors typically discover the company through a campaign,
+a partner
 or a search, and come back directly or through a brand search before filling the form. Last touch gives those
-closing visits the revenue; the data-driven models (Markov removal effect, Shapley) learn from leads that did and
+closing visits the revenue; the data-driven models (Markov removal effect, Shapley) learn from leads that
+did and
 did not convert, and should get closer to the truth.</p>
 <div class="callout">{_e(headline)} Best model here: <b>{_e(best.model)}</b>.</div>
 {truth_chart}
-<div class="grid"><div>{score_chart}</div><div>{_html_table(["model", "rank correlation", "mean abs. error"], score_rows)}</div></div>
+{score_chart}{score_table}
 </section>
 
 <section id="revenue"><h2>Revenue by channel under every model</h2>
-<p class="explain">Named query <code>revenue_by_channel_by_model</code>: the revenue of won deals, credited to the
+<p class="explain">Named query <code>revenue_by_channel_by_model</code>: the revenue of won deals,
+credited to the
 channels of each deal's journey by each model. Green: data-driven models.</p>
 <div class="grid">{panels}</div>
 {_html_table(["channel", *(MODEL_LABELS[m] for m in models), "open pipeline (linear)"], revenue_rows)}
@@ -470,11 +658,12 @@ channels of each deal's journey by each model. Green: data-driven models.</p>
 <p class="explain">Named query <code>funnel_by_channel</code>: visits, then leads, opportunities and customers
 credited to channels by the linear model.</p>
 <div class="grid"><div>{overall}</div></div>{funnel_chart}
-{_html_table(["channel", "visits", "leads", "opportunities", "customers", "visit → lead", "lead → opp.", "opp. → won"], funnel_rows)}
+{funnel_table}
 </section>
 
 <section id="campaigns"><h2>Top campaigns</h2>
-<p class="explain">Named query <code>top_campaigns_by_model</code>: which campaigns open journeys (first touch),
+<p class="explain">Named query <code>top_campaigns_by_model</code>: which campaigns open journeys
+(first touch),
 close them (last touch), and which really move conversion (data-driven).</p>
 {campaign_chart}
 </section>
@@ -483,7 +672,7 @@ close them (last touch), and which really move conversion (data-driven).</p>
 <p class="explain">Named query <code>roas_by_campaign</code>: the ad platforms' cost (a CSV under
 <code>spend/</code>) against the revenue the Markov model credits to each paid campaign.</p>
 {roas_chart}
-{_html_table(["campaign", "channel", "spend", "revenue", "ROAS", "cost per lead", "cost per customer"], roas_rows)}
+{roas_table}
 </section>
 
 <section id="pipeline"><h2>Open pipeline by stage and source</h2>
@@ -493,10 +682,13 @@ close them (last touch), and which really move conversion (data-driven).</p>
 
 <section id="run"><h2>How this report was made</h2>
 <p class="explain">{f["visitors"]} simulated visitors sent {f["page_views"]} page views in {f["sessions"]}
-sessions to <code>POST /collect</code>; {f["leads"]} filled a form (<code>POST /identify</code>), {f["second_devices"]}
+sessions to <code>POST /collect</code>; {f["leads"]} filled a form (<code>POST /identify</code>),
+{f["second_devices"]}
 also on a second device. The CRMs sent {sum(f["deliveries"].values())} signed deal events to
-<code>POST /webhooks/{{crm}}</code> ({_e(deliveries)}), including {f["retries"]} retries and {f["out_of_order"]}
-out-of-order delivery; {f["refused"]} were refused. The attribute job then wrote the Parquet datasets, and DuckDB ran
+<code>POST /webhooks/{{crm}}</code> ({_e(deliveries)}), including {f["retries"]} retries and
+{f["out_of_order"]}
+out-of-order delivery; {f["refused"]} were refused. The attribute job then wrote the Parquet datasets,
+and DuckDB ran
 the Athena named queries on them unchanged. Timings: {_e(timings)}.</p>
 </section>
 <footer>Closedloop · self-hosted closed-loop attribution · this file works offline</footer>

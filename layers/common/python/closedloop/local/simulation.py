@@ -35,7 +35,9 @@ __all__ = [
 
 SITE = "https://www.acme-analytics.test"
 DAY_MS = 86_400_000
-BASE_DEAL_CHANCE = 0.03  # a lead's chance of a deal with no channel's help
+BASE_DEAL_CHANCE = 0.03
+# The simulated visitors are a sample of the company's traffic, but the ad platforms bill every click.
+SPEND_SCALE = 25  # a lead's chance of a deal with no channel's help
 
 # Ground truth, by GA4 channel: the added chance that a lead exposed to the channel becomes a deal.
 TRUE_LIFT: dict[str, float] = {
@@ -95,37 +97,105 @@ def _tagged(path: str, source: str, medium: str, campaign: str, click: str = "")
 
 # Discovery: how visitors first find the company (and sometimes come back through another campaign).
 CHANNEL_MIX: tuple[Arrival, ...] = (
-    Arrival("google ads generic", "Paid Search", _tagged("/pricing", "google", "cpc", "generic-attribution", "gclid"),
-            "https://www.google.com/", 0.09, 6.0),
-    Arrival("bing ads generic", "Paid Search", _tagged("/pricing", "bing", "cpc", "generic-bing", "msclkid"),
-            "https://www.bing.com/", 0.03, 4.0),
-    Arrival("google organic", "Organic Search", f"{SITE}/blog/attribution-guide", "https://www.google.com/", 0.13),
-    Arrival("duckduckgo organic", "Organic Search", f"{SITE}/blog/attribution-guide", "https://duckduckgo.com/", 0.03),
-    Arrival("linkedin ads", "Paid Social", _tagged("/", "linkedin", "paid_social", "abm-q4", "li_fat_id"),
-            "https://www.linkedin.com/", 0.08, 12.0),
-    Arrival("facebook ads", "Paid Social", _tagged("/", "facebook", "paid_social", "lookalike-saas", "fbclid"),
-            "https://m.facebook.com/", 0.05, 3.0),
+    Arrival(
+        "google ads generic",
+        "Paid Search",
+        _tagged("/pricing", "google", "cpc", "generic-attribution", "gclid"),
+        "https://www.google.com/",
+        0.09,
+        6.0,
+    ),
+    Arrival(
+        "bing ads generic",
+        "Paid Search",
+        _tagged("/pricing", "bing", "cpc", "generic-bing", "msclkid"),
+        "https://www.bing.com/",
+        0.03,
+        4.0,
+    ),
+    Arrival(
+        "google organic", "Organic Search", f"{SITE}/blog/attribution-guide", "https://www.google.com/", 0.13
+    ),
+    Arrival(
+        "duckduckgo organic",
+        "Organic Search",
+        f"{SITE}/blog/attribution-guide",
+        "https://duckduckgo.com/",
+        0.03,
+    ),
+    Arrival(
+        "linkedin ads",
+        "Paid Social",
+        _tagged("/", "linkedin", "paid_social", "abm-q4", "li_fat_id"),
+        "https://www.linkedin.com/",
+        0.08,
+        12.0,
+    ),
+    Arrival(
+        "facebook ads",
+        "Paid Social",
+        _tagged("/", "facebook", "paid_social", "lookalike-saas", "fbclid"),
+        "https://m.facebook.com/",
+        0.05,
+        3.0,
+    ),
     Arrival("linkedin organic", "Organic Social", f"{SITE}/blog/pipeline", "https://www.linkedin.com/", 0.07),
     Arrival("x organic", "Organic Social", f"{SITE}/blog/pipeline", "https://t.co/", 0.03),
     Arrival("newsletter", "Email", _tagged("/", "newsletter", "email", "november-digest"), "", 0.07),
-    Arrival("nurture emails", "Email", _tagged("/customers", "hubspot", "email", "nurture-webinar"), "", 0.04),
+    Arrival(
+        "nurture emails", "Email", _tagged("/customers", "hubspot", "email", "nurture-webinar"), "", 0.04
+    ),
     Arrival("partner blog", "Referral", f"{SITE}/", "https://blog.partner-example.org/best-tools", 0.06),
     Arrival("youtube organic", "Organic Video", f"{SITE}/", "https://www.youtube.com/", 0.05),
-    Arrival("youtube ads", "Paid Video", _tagged("/product", "youtube", "cpv", "explainer-video"),
-            "https://www.youtube.com/", 0.05, 0.9),
+    Arrival(
+        "youtube ads",
+        "Paid Video",
+        _tagged("/product", "youtube", "cpv", "explainer-video"),
+        "https://www.youtube.com/",
+        0.05,
+        0.9,
+    ),
     Arrival("display retargeting", "Display", _tagged("/", "dv360", "display", "retargeting"), "", 0.09, 1.5),
-    Arrival("affiliate reviews", "Affiliates", _tagged("/pricing", "reviewsite", "affiliate", "top10"), "", 0.04,
-            2.5),
+    Arrival(
+        "affiliate reviews",
+        "Affiliates",
+        _tagged("/pricing", "reviewsite", "affiliate", "top10"),
+        "",
+        0.04,
+        2.5,
+    ),
 )
 # Coming back: typing the address, or searching for the brand (a paid brand ad is clicked).
 RETURNS: tuple[Arrival, ...] = (
     Arrival("direct", "Direct", f"{SITE}/", "", 0.6),
-    Arrival("google ads brand", "Paid Search", _tagged("/", "google", "cpc", "brand", "gclid"),
-            "https://www.google.com/", 0.4, 1.8),
+    Arrival(
+        "google ads brand",
+        "Paid Search",
+        _tagged("/", "google", "cpc", "brand", "gclid"),
+        "https://www.google.com/",
+        0.4,
+        1.8,
+    ),
 )
 PAGES = ("/", "/pricing", "/product", "/customers", "/blog/pipeline", "/integrations", "/security")
-COMPANIES = ("Northwind", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Acme Retail", "Soylent",
-             "Tyrell", "Cyberdyne", "Vandelay", "Wonka", "Gringotts", "Oscorp", "Massive Dynamic")
+COMPANIES = (
+    "Northwind",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark",
+    "Wayne",
+    "Acme Retail",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Vandelay",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Massive Dynamic",
+)
 CRMS = ("hubspot", "salesforce", "pipedrive", "generic")
 
 
@@ -133,7 +203,9 @@ CRMS = ("hubspot", "salesforce", "pipedrive", "generic")
 class SimulatedVisitor:
     number: int
     visitor_ids: list[str]  # one per device
-    sessions: list[tuple[int, int, Arrival, list[str]]] = field(default_factory=list)  # (device, start, arrival, pages)
+    sessions: list[tuple[int, int, Arrival, list[str]]] = field(
+        default_factory=list
+    )  # (device, start, arrival, pages)
     email: str | None = None
     company: str = ""
 
@@ -149,7 +221,9 @@ class SimulatedVisitor:
 
 
 def _id(rng: random.Random, prefix: str) -> str:
-    return prefix + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=22))
+    return prefix + "".join(
+        rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", k=22)
+    )
 
 
 def simulate_company(*, visitors: int, days: int, now_ms: int, seed: int = 7) -> Iterator[SimulatedVisitor]:
@@ -158,7 +232,7 @@ def simulate_company(*, visitors: int, days: int, now_ms: int, seed: int = 7) ->
     Whether a visitor fills a form depends on how often it came back, not on where from: the channels'
     effect is on what happens to the lead afterwards (:func:`plan_deals`).
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - a seeded simulation
     weights = [a.weight for a in CHANNEL_MIX]
     return_weights = [a.weight for a in RETURNS]
     for number in range(visitors):
@@ -183,7 +257,9 @@ def simulate_company(*, visitors: int, days: int, now_ms: int, seed: int = 7) ->
             if visitor.sessions[-1][2] not in RETURNS and rng.random() < 0.6 and start < now_ms - 3_600_000:
                 # Most come back to fill the form: they type the address or search for the brand.
                 arrival = rng.choices(RETURNS, return_weights)[0]
-                visitor.sessions.append((rng.randrange(len(devices)), start, arrival, ["/pricing", "/contact"]))
+                visitor.sessions.append(
+                    (rng.randrange(len(devices)), start, arrival, ["/pricing", "/contact"])
+                )
         yield visitor
 
 
@@ -200,18 +276,28 @@ class DealPlan:
 
 
 def plan_deals(leads: list[SimulatedVisitor], *, seed: int = 7) -> list[DealPlan]:
-    """Decide, from the ground truth, which leads become deals, in which CRM, for how much, and the outcome."""
-    rng = random.Random(seed * 7919 + 1)
+    """Decide from the ground truth which leads become deals, in which CRM, for how much, and how they end."""
+    rng = random.Random(seed * 7919 + 1)  # noqa: S311 - a seeded simulation
     plans = []
     for visitor in leads:
         assert visitor.email is not None
         if rng.random() >= visitor.deal_chance:
             continue
         crm = rng.choices(CRMS, weights=[35, 25, 20, 20])[0]
-        amount = rng.choices([4_800, 9_600, 12_000, 18_000, 24_000, 36_000, 60_000], [18, 22, 20, 15, 12, 8, 5])[0]
+        amount = rng.choices(
+            [4_800, 9_600, 12_000, 18_000, 24_000, 36_000, 60_000], [18, 22, 20, 15, 12, 8, 5]
+        )[0]
         outcome = rng.choices(["won", "lost", "open"], weights=[60, 20, 20])[0]
-        plans.append(DealPlan(f"{crm[:2].upper()}-{10_000 + visitor.number}", crm, visitor.email, amount, outcome,
-                              frozenset(visitor.channels)))
+        plans.append(
+            DealPlan(
+                f"{crm[:2].upper()}-{10_000 + visitor.number}",
+                crm,
+                visitor.email,
+                amount,
+                outcome,
+                frozenset(visitor.channels),
+            )
+        )
     return plans
 
 
@@ -235,7 +321,7 @@ def ad_spend_rows(visitors: list[SimulatedVisitor], *, seed: int = 7) -> list[di
 
     Columns ``date, channel, source, campaign, cost, currency`` (the job's ``spend/`` CSV).
     """
-    rng = random.Random(seed * 31 + 5)
+    rng = random.Random(seed * 31 + 5)  # noqa: S311 - a seeded simulation
     clicks: Counter[tuple[str, Arrival]] = Counter()
     for visitor in visitors:
         for _, start, arrival, _ in visitor.sessions:
@@ -243,7 +329,15 @@ def ad_spend_rows(visitors: list[SimulatedVisitor], *, seed: int = 7) -> list[di
                 clicks[(datetime.fromtimestamp(start / 1000, tz=UTC).date().isoformat(), arrival)] += 1
     rows = []
     for (day, arrival), count in sorted(clicks.items(), key=lambda item: (item[0][0], item[0][1].name)):
-        cost = count * arrival.cost_per_visit * rng.uniform(0.8, 1.25)
-        rows.append({"date": day, "channel": arrival.channel, "source": arrival.source,
-                     "campaign": arrival.campaign, "cost": f"{cost:.2f}", "currency": "USD"})
+        cost = count * SPEND_SCALE * arrival.cost_per_visit * rng.uniform(0.8, 1.25)
+        rows.append(
+            {
+                "date": day,
+                "channel": arrival.channel,
+                "source": arrival.source,
+                "campaign": arrival.campaign,
+                "cost": f"{cost:.2f}",
+                "currency": "USD",
+            }
+        )
     return rows

@@ -8,7 +8,13 @@ from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
-__all__ = ["DEMO_SITE_CONTENT_TYPES", "TRACKER_CONTENT_TYPE", "demo_site_file", "tracker_script"]
+__all__ = [
+    "DEMO_SITE_CONTENT_TYPES",
+    "TRACKER_CONTENT_TYPE",
+    "demo_site_file",
+    "tracker_script",
+    "tracker_snippet",
+]
 
 TRACKER_CONTENT_TYPE = "text/javascript; charset=utf-8"
 DEMO_SITE_CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -24,6 +30,38 @@ def tracker_script() -> bytes:
         The minified tracker, UTF-8 JavaScript; serve it with :data:`TRACKER_CONTENT_TYPE`.
     """
     return files(__name__).joinpath("t.js").read_bytes()
+
+
+# Defines closedloop(...) at once, so the page may call it before t.js has loaded (docs/tracker.md).
+_STUB = (
+    "<script>window.closedloop=window.closedloop||"
+    "function(){(closedloop.q=closedloop.q||[]).push(arguments)};</script>"
+)
+
+
+def tracker_snippet(api_url: str, *, cookie_domain: str | None = None) -> str:
+    """Return the two ``<script>`` tags to paste into the ``<head>`` of every page.
+
+    Parameters
+    ----------
+    api_url
+        The API's base URL, without a trailing slash; ``t.js`` takes the API's address from its own
+        ``src``. A CDK token works too (the stack prints the snippet as an output).
+    cookie_domain
+        The visitor cookie's domain, such as ``".example.com"`` to share it between ``www.`` and
+        ``app.``; it must be the page's host or a parent of it. ``None``: the page's host.
+
+    Returns
+    -------
+    str
+        The stub and the asynchronous loader, on two lines.
+    """
+    domain = f' data-domain="{cookie_domain}"' if cookie_domain else ""
+    loader = (
+        f'<script async src="{api_url.rstrip("/")}/t.js" data-honor-gpc="true" data-honor-dnt="false"'
+        f"{domain}></script>"
+    )
+    return f"{_STUB}\n{loader}"
 
 
 def _demo_site() -> Traversable:

@@ -1,0 +1,321 @@
+"""Closedloop's domain events: versioned schemas, and the publisher that puts them on an EventBridge bus.
+
+Every event is an EventBridge entry with ``source`` ``closedloop`` and a ``detail-type`` that names the
+event and its schema version (``closedloop.lead.identified.v1``); ``detail`` is the event's model as
+JSON. A schema only ever gains optional fields within a version; anything else is a new ``.v2``
+published next to the old one for a transition. ``docs/events.md`` lists every event with an example.
+
+Events carry pseudonymous ids (visitor, lead, touch) and marketing sources; the one personal datum is
+the e-mail in ``lead.identified``, which the automation recipes need (adding the person to a list).
+
+Events are decided from committed table changes (:mod:`closedloop.changes`), so a retried request,
+which writes nothing, publishes nothing. ``event_id`` is derived from what changed: the same change
+always has the same id, and a consumer that must not act twice dedupes on it (EventBridge itself
+delivers at least once).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+
+__all__ = [
+    "EVENT_SOURCE",
+    "EVENT_TYPES",
+    "MAX_ENTRIES_PER_CALL",
+    "ChannelCredit",
+    "DealAttribution",
+    "DealStageChanged",
+    "DealWon",
+    "DomainEvent",
+    "EventPublisher",
+    "LeadIdentified",
+    "LeadMerged",
+    "PublishResult",
+    "TouchCredit",
+    "TouchRecorded",
+    "TouchSource",
+    "event_entry",
+    "ms_to_datetime",
+]
+
+EVENT_SOURCE = "closedloop"
+# PutEvents takes at most 10 entries per call, 256 KiB in total.
+MAX_ENTRIES_PER_CALL = 10
+MAX_CALL_BYTES = 256 * 1024
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (events carry ISO 8601 times)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class TouchSource(BaseModel):
+    """Where a touch came from, as the channel rules classified it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: Annotated[str, Field(description="GA4-style default channel group, e.g. `Paid Social`.")]
+    source: Annotated[str, Field(description="utm_source or the referrer's name, e.g. `linkedin`.")]
+    medium: Annotated[str, Field(description="utm_medium or the derived medium, e.g. `cpc`.")]
+    campaign: Annotated[str | None, Field(description="utm_campaign, when the visit had one.")] = None
+
+
+class DomainEvent(BaseModel):
+    """Fields every event has. ``detail_type`` names the event and its schema version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    detail_type: ClassVar[str]
+
+    event_id: Annotated[
+        str, Field(description="Stable id of the change: the same change always has the same id.")
+    ]
+    occurred_at: Annotated[datetime, Field(description="When the change happened (UTC).")]
+
+
+class TouchRecorded(DomainEvent):
+    """A visitor started a session: a touch, with the source that brought them."""
+
+    detail_type: ClassVar[str] = "closedloop.touch.recorded.v1"
+
+    visitor_id: str
+    touch_id: str
+    lead_id: Annotated[
+        str | None, Field(description="The lead the visitor belongs to at that time, if identified.")
+    ] = None
+    source: TouchSource
+    term: str | None = None
+    content: str | None = None
+    click_id_type: Annotated[
+        str | None, Field(description="Which ad click id the landing URL had (`gclid`...), not its value.")
+    ] = None
+    landing_host: str
+    landing_path: str
+
+
+class LeadIdentified(DomainEvent):
+    """A form was submitted: a lead was created or identified again, with its sources at that time."""
+
+    detail_type: ClassVar[str] = "closedloop.lead.identified.v1"
+
+    lead_id: str
+    email: Annotated[str, Field(description="The lead's normalised e-mail (automation needs it).")]
+    new_lead: Annotated[bool, Field(description="True for the lead's first submission.")]
+    submission_id: str
+    form_id: str | None = None
+    page_path: str | None = None
+    visitor_id: str | None = None
+    original_source: Annotated[
+        TouchSource | None, Field(description="First touch of the lead's journey.")
+    ] = None
+    lead_creation_source: Annotated[
+        TouchSource | None, Field(description="Last touch at or before the lead was created.")
+    ] = None
+    latest_source: Annotated[
+        TouchSource | None, Field(description="Last touch at or before this submission.")
+    ] = None
+    touches: Annotated[int, Field(ge=0, description="Touches in the journey up to this submission.")] = 0
+
+
+class LeadMerged(DomainEvent):
+    """Another visitor (a second device, or a shared computer's new owner) joined a lead's journey."""
+
+    detail_type: ClassVar[str] = "closedloop.lead.merged.v1"
+
+    lead_id: str
+    visitor_id: Annotated[str, Field(description="The visitor that joined.")]
+    visitors: Annotated[int, Field(ge=2, description="The lead's visitors (devices) now.")]
+    linked_from: Annotated[
+        datetime | None, Field(description="Touches of the visitor from this time on are the lead's.")
+    ] = None
+
+
+class DealStageChanged(DomainEvent):
+    """A CRM deal was created, or moved to another stage or lifecycle (won, lost, reopened...)."""
+
+    detail_type: ClassVar[str] = "closedloop.deal.stage_changed.v1"
+
+    crm: str
+    deal_id: str
+    pipeline: str | None = None
+    stage: str | None = None
+    previous_stage: str | None = None
+    lifecycle: str
+    previous_lifecycle: Annotated[str | None, Field(description="`null` for a deal seen the first time.")] = (
+        None
+    )
+    amount: Annotated[str | None, Field(description="Exact decimal, as the CRM sent it.")] = None
+    currency: str | None = None
+    lead_ids: tuple[str, ...] = ()
+
+
+class TouchCredit(BaseModel):
+    """One credited touch of a won deal's journey."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    touch_id: str
+    touched_at: datetime
+    source: TouchSource
+    credit: Annotated[float, Field(ge=0, le=1)]
+    revenue_credit: Annotated[float, Field(description="Share of the amount, in the deal's currency.")]
+
+
+class ChannelCredit(BaseModel):
+    """A channel's total credit in one won deal."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    channel: str
+    credit: Annotated[float, Field(ge=0, le=1)]
+    revenue_credit: float
+
+
+class DealAttribution(BaseModel):
+    """A won deal's credit under one model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Annotated[str, Field(description="The attribution model, e.g. `w_shaped`.")]
+    lookback_days: float
+    touches: tuple[TouchCredit, ...] = ()
+    channels: tuple[ChannelCredit, ...] = Field(default=(), description="By credit, largest first.")
+
+
+class DealWon(DomainEvent):
+    """A CRM deal was won, with the credit its journey gets under the default model."""
+
+    detail_type: ClassVar[str] = "closedloop.deal.won.v1"
+
+    crm: str
+    deal_id: str
+    pipeline: str | None = None
+    stage: str | None = None
+    amount: str | None = None
+    currency: str | None = None
+    lead_ids: tuple[str, ...] = ()
+    original_source: Annotated[
+        TouchSource | None, Field(description="The first touch of the deal's journey.")
+    ] = None
+    credited_channels: Annotated[
+        tuple[str, ...],
+        Field(description="Channels with credit, largest first (flat, for EventBridge rule patterns)."),
+    ] = ()
+    attribution: DealAttribution
+
+
+EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    TouchRecorded,
+    LeadIdentified,
+    LeadMerged,
+    DealStageChanged,
+    DealWon,
+)
+
+
+def event_entry(event: DomainEvent, bus_name: str) -> dict[str, Any]:
+    """The PutEvents entry of an event: ``source`` closedloop, its versioned ``detail-type``, its JSON."""
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": event.detail_type,
+        "Detail": event.model_dump_json(),
+        "EventBusName": bus_name,
+        "Time": event.occurred_at,
+    }
+
+
+def _entry_size(entry: dict[str, Any]) -> int:
+    # EventBridge's documented size: source, detail-type, detail, resources and 14 bytes for the time.
+    return len(entry["Source"]) + len(entry["DetailType"]) + len(entry["Detail"].encode()) + 14
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """``published`` events went out, in order; ``first_failed`` is the index of the first that did
+    not (``None`` when all did). Events after a failed one may have gone out too (same call)."""
+
+    published: int
+    first_failed: int | None = None
+
+
+class EventPublisher:
+    """Puts domain events on one EventBridge bus, 10 entries per ``PutEvents`` call, in order.
+
+    Parameters
+    ----------
+    bus_name
+        The bus (``EVENT_BUS_NAME``).
+    client
+        A boto3 ``events`` client (tests pass moto's); made on first use otherwise.
+    """
+
+    def __init__(self, bus_name: str, client: EventBridgeClient | None = None) -> None:
+        self.bus_name = bus_name
+        self._client = client
+
+    @property
+    def client(self) -> EventBridgeClient:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+            self._client = boto3.client("events", config=config)
+        return self._client
+
+    def publish(self, events: Sequence[DomainEvent]) -> PublishResult:
+        """Publish ``events`` in order, stopping at the first call with a failed entry.
+
+        Returns
+        -------
+        PublishResult
+            How many went out before the first failure, and its index.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        entries = [event_entry(event, self.bus_name) for event in events]
+        start = 0
+        while start < len(entries):
+            chunk = [entries[start]]
+            size = _entry_size(entries[start])
+            while (
+                start + len(chunk) < len(entries)
+                and len(chunk) < MAX_ENTRIES_PER_CALL
+                and size + _entry_size(entries[start + len(chunk)]) <= MAX_CALL_BYTES
+            ):
+                size += _entry_size(entries[start + len(chunk)])
+                chunk.append(entries[start + len(chunk)])
+            try:
+                reply = self.client.put_events(Entries=chunk)  # type: ignore[arg-type]
+            except (ClientError, BotoCoreError):
+                return PublishResult(published=start, first_failed=start)
+            if reply.get("FailedEntryCount", 0):
+                results = reply.get("Entries", [])
+                failed = next(
+                    (i for i, result in enumerate(results) if result.get("ErrorCode")), len(chunk) - 1
+                )
+                return PublishResult(published=start + failed, first_failed=start + failed)
+            start += len(chunk)
+        return PublishResult(published=len(entries))
+
+
+def schema_of(event_type: type[DomainEvent]) -> dict[str, Any]:
+    """The JSON schema of an event's ``detail`` (``docs/events.md`` is checked against it)."""
+    schema = event_type.model_json_schema()
+    schema["title"] = event_type.detail_type
+    return schema
+
+
+def example_detail(event: DomainEvent) -> dict[str, Any]:
+    """An event's ``detail`` as EventBridge delivers it (JSON types)."""
+    result: dict[str, Any] = json.loads(event.model_dump_json())
+    return result
