@@ -85,12 +85,36 @@ def service_name(folder: str) -> str:
     return f"closedloop-{folder.replace('_', '-')}"
 
 
+# CloudWatch Logs' retention choices, in days. jsii enums carry their names, not these numbers, in Python.
+RETENTION_CHOICES = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    2192: "SIX_YEARS",
+    2557: "SEVEN_YEARS",
+    2922: "EIGHT_YEARS",
+    3288: "NINE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
 def _retention(days: int) -> logs.RetentionDays:
     """The smallest CloudWatch retention that keeps logs at least ``days``."""
-    choices = sorted(
-        (int(member.value), member) for member in logs.RetentionDays if str(member.value).isdigit()
-    )
-    for value, member in choices:
+    for value, name in sorted(RETENTION_CHOICES.items()):
         if value >= days:
-            return member
+            return logs.RetentionDays[name]
     return logs.RetentionDays.INFINITE

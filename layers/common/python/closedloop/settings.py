@@ -18,8 +18,10 @@ __all__ = [
     "AttributeSettings",
     "CollectSettings",
     "IdentifySettings",
+    "PublishSettings",
     "Settings",
     "WebhookSettings",
+    "WritebackSettings",
 ]
 
 
@@ -129,3 +131,35 @@ class AttributeSettings(Settings):
             base_currency=self.base_currency,
             rates={k.upper(): Decimal(v) for k, v in self.currency_rates.items()},
         )
+
+
+class PublishSettings(Settings):
+    """Settings of the publish function (table changes -> events and write-back messages)."""
+
+    # The EventBridge bus for domain events; unset: no event is published.
+    event_bus_name: Annotated[str | None, Field(min_length=1, max_length=1600)] = None
+    # The write-back queue for "lead changed" messages; unset: nothing is written back to the CRMs.
+    writeback_queue_url: Annotated[str | None, Field(min_length=1, max_length=2048)] = None
+    # The rule-based model that credits a won deal in its deal.won event.
+    attribution_model: Annotated[str, Field(pattern=r"^[a-z_]+$")] = "w_shaped"
+    lookback_days: Annotated[float, Field(gt=0, le=3650)] = 90
+
+    @field_validator("attribution_model")
+    @classmethod
+    def _rule_based(cls, value: str) -> str:
+        from closedloop.attribution.options import RULE_BASED_MODELS
+
+        if value not in {str(model) for model in RULE_BASED_MODELS}:
+            raise ValueError(f"not a rule-based attribution model: {value!r}")
+        return value
+
+
+class WritebackSettings(Settings):
+    """Settings of the CRM write-back worker."""
+
+    # The CRM secret (the same one the webhook reads; write-back settings are in each CRM's section).
+    webhook_secret_arn: Annotated[str, Field(min_length=1, max_length=2048)]
+    webhook_secret_max_age: Annotated[int, Field(ge=0, le=3600)] = 300
+    # Back-off of a message whose CRM call failed without a Retry-After: base * 2^(receives-1), capped.
+    retry_base_seconds: Annotated[int, Field(ge=1, le=900)] = 30
+    retry_max_seconds: Annotated[int, Field(ge=1, le=43_200)] = 900

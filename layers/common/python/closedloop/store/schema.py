@@ -32,6 +32,7 @@ __all__ = [
     "BY_DAY_INDEX",
     "GLOBAL_SECONDARY_INDEXES",
     "KEY_SCHEMA",
+    "STREAM_VIEW_TYPE",
     "TTL_ATTRIBUTE",
     "create_table",
 ]
@@ -40,6 +41,8 @@ PARTITION_KEY = "pk"
 SORT_KEY = "sk"
 BY_DAY_INDEX = "gsi1"
 TTL_ATTRIBUTE = "expires_at"
+# The table's stream feeds the publish function (closedloop.changes): events and CRM write-back.
+STREAM_VIEW_TYPE = "NEW_AND_OLD_IMAGES"
 
 KEY_SCHEMA: list[dict[str, str]] = [
     {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
@@ -60,14 +63,23 @@ GLOBAL_SECONDARY_INDEXES: list[dict[str, Any]] = [
 ]
 
 
-def create_table(client: DynamoDBClient, table_name: str) -> None:
-    """Create the table as the CDK app defines it (for moto and the local stack)."""
+def create_table(client: DynamoDBClient, table_name: str, *, stream: bool = False) -> None:
+    """Create the table as the CDK app defines it (for moto and the local stack).
+
+    ``stream=True`` adds the stream the CDK app gives the table (off by default: moto keeps every
+    stream record in memory, which only the tests of the publish function need).
+    """
     client.create_table(
         TableName=table_name,
         KeySchema=KEY_SCHEMA,  # type: ignore[arg-type]
         AttributeDefinitions=ATTRIBUTE_DEFINITIONS,  # type: ignore[arg-type]
         GlobalSecondaryIndexes=GLOBAL_SECONDARY_INDEXES,  # type: ignore[arg-type]
         BillingMode="PAY_PER_REQUEST",
+        **(
+            {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": STREAM_VIEW_TYPE}}  # type: ignore[arg-type]
+            if stream
+            else {}
+        ),
     )
     client.get_waiter("table_exists").wait(TableName=table_name)
     client.update_time_to_live(
