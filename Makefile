@@ -64,6 +64,7 @@ bench: $(STAMP) ## Run the benchmarks (installs the peers they compare against)
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	$(BIN)/python benchmarks/collect.py
 	$(BIN)/python benchmarks/attribution.py
+	$(BIN)/python benchmarks/attribute_job.py
 
 .PHONY: lock
 lock: ## Re-resolve and pin every transitive dependency into requirements.lock
