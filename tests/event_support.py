@@ -12,6 +12,16 @@ EVENT_BUS = "closedloop-test-bus"
 REGION = "us-east-1"
 
 
+def streams_client() -> Any:
+    """A DynamoDB Streams client moto answers: botocore would call the account-based endpoint
+    (``<account>.streams-ddb...``) for stream ARNs, which moto does not route."""
+    import boto3
+
+    return boto3.client(
+        "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com"
+    )
+
+
 class StreamDrain:
     """Reads the table's stream (moto's DynamoDB Streams) and hands new records over in Lambda's shape.
 

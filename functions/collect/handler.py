@@ -2,9 +2,10 @@
 
 import os
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -61,20 +62,24 @@ def post_collect(body: Annotated[CollectBody, Body()]) -> CollectResponse:
     return _store_events([body], body.sent_at)
 
 
+# The pixel's query parameters -> CollectEvent fields (documented in closedloop.openapi).
+PIXEL_FIELDS = {"v": "visitor_id", "e": "event_id", "u": "url", "r": "referrer", "t": "title", "ts": "ts"}
+
+
 @app.get(
     "/collect.gif", summary="Record a page view from query parameters; always a 1x1 GIF", tags=["tracker"]
 )
-def get_pixel(
-    v: Annotated[str | None, Query(description="visitor id")] = None,
-    e: Annotated[str | None, Query(description="event id")] = None,
-    u: Annotated[str | None, Query(description="page URL")] = None,
-    r: Annotated[str | None, Query(description="referrer")] = None,
-    t: Annotated[str | None, Query(description="title")] = None,
-    ts: Annotated[str | None, Query(description="client time, ms epoch")] = None,
-):
+def get_pixel():
+    # Read here, not declared as validated parameters: the resolver answers a JSON 400 to a repeated
+    # parameter, and an image tag must always get its GIF. The first value of a parameter wins.
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(
+        app.current_event.raw_event.get("rawQueryString") or "", keep_blank_values=True
+    ):
+        query.setdefault(key, value)
     try:
         event = CollectEvent.model_validate(
-            {"visitor_id": v, "event_id": e, "url": u, "referrer": r, "title": t, "ts": ts}
+            {field: query[name] for name, field in PIXEL_FIELDS.items() if query.get(name)}
         )
         _store_events([event], None)
     except (ValidationError, ClientInputError) as exc:

@@ -6,7 +6,7 @@ our own common layer stays small, and the three layers together stay under Lambd
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnElement, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -122,6 +122,12 @@ class AttributeJobConstruct(Construct):
                 role=schedule_role,
             ),
         )
+        # For a run by hand (a backfill, the first test) and for reading failed runs (docs/deploy.md).
+        for key, value, description in (
+            ("AttributeFunctionName", self.function.function_name, "Invoke it for a backfill"),
+            ("AttributeDeadLetterQueueUrl", self.dead_letter_queue.queue_url, "Failed attribute runs"),
+        ):
+            CfnOutput(self, key, value=value, description=description).override_logical_id(key)
         function_id = _logical_id(self.function)
         Validations.of(schedule_role).acknowledge(
             Acknowledgment(

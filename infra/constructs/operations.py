@@ -41,7 +41,6 @@ DEFAULT_NOT_RUNNING_WINDOW = Duration.hours(26)
 MAX_ALARM_WINDOW_SECONDS = 7 * 24 * 3600  # CloudWatch: period x evaluation periods <= 7 days
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
-CRMS = ("hubspot", "salesforce", "pipedrive", "generic")
 
 
 def not_running_window(schedule_expression: str) -> Duration:

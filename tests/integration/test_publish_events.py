@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -21,7 +22,7 @@ from closedloop.identity import lead_id_for
 from closedloop.local.gateway import LambdaContextStub, load_function
 from closedloop.store.schema import create_table
 from tests.conftest import SITE_ORIGIN, TABLE_NAME
-from tests.event_support import EVENT_BUS, BusObserver, StreamDrain, matches
+from tests.event_support import EVENT_BUS, BusObserver, StreamDrain, matches, streams_client
 from tests.support import api_event, invoke
 
 REGION = "us-east-1"
@@ -47,7 +48,8 @@ def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamesp
         writeback_url = sqs.create_queue(QueueName="writeback")["QueueUrl"]
         secrets = boto3.client("secretsmanager", region_name=REGION)
         arn = secrets.create_secret(
-            Name="closedloop-webhooks", SecretString=json.dumps({"generic": {"signing_secret": SIGNING_SECRET}})
+            Name="closedloop-webhooks",
+            SecretString=json.dumps({"generic": {"signing_secret": SIGNING_SECRET}}),
         )["ARN"]
         monkeypatch.setenv("WEBHOOK_SECRET_ARN", arn)
         monkeypatch.setenv("EVENT_BUS_NAME", EVENT_BUS)
@@ -57,7 +59,7 @@ def aws(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamesp
             sqs=sqs,
             bus=bus,
             writeback_url=writeback_url,
-            stream=StreamDrain(dynamodb, boto3.client("dynamodbstreams", region_name=REGION), TABLE_NAME),
+            stream=StreamDrain(dynamodb, streams_client(), TABLE_NAME),
         )
 
 
@@ -71,7 +73,9 @@ def functions(aws: SimpleNamespace) -> SimpleNamespace:
     )
 
 
-def page_view(collect: ModuleType, event_id: str, url: str, *, visitor: str = LAPTOP, minutes_ago: int = 5) -> Any:
+def page_view(
+    collect: ModuleType, event_id: str, url: str, *, visitor: str = LAPTOP, minutes_ago: int = 5
+) -> Any:
     body = {
         "event_id": event_id,
         "visitor_id": visitor,
@@ -100,7 +104,7 @@ def deal(crm_webhook: ModuleType, event_id: str, status: str, *, stage: str, ver
         "deal_id": "D-1042",
         "status": status,
         "stage": stage,
-        "occurred_at": "2026-11-19T08:00:00Z",
+        "occurred_at": datetime.now(UTC).isoformat(),
         "version": version,
         "contact_email": ADA,
         "amount": "12000.50",
@@ -121,7 +125,9 @@ def deal(crm_webhook: ModuleType, event_id: str, status: str, *, stage: str, ver
 
 def publish(functions: SimpleNamespace, aws: SimpleNamespace) -> dict[str, Any]:
     """Run the publish function over the stream's new records, as the event source mapping would."""
-    reply: dict[str, Any] = functions.publish.handler(aws.stream.event(), LambdaContextStub(function_name="publish"))
+    reply: dict[str, Any] = functions.publish.handler(
+        aws.stream.event(), LambdaContextStub(function_name="publish")
+    )
     return reply
 
 
@@ -135,7 +141,9 @@ def by_type(received: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def writeback_messages(aws: SimpleNamespace) -> list[dict[str, Any]]:
     bodies = []
     while True:
-        messages = aws.sqs.receive_message(QueueUrl=aws.writeback_url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = aws.sqs.receive_message(QueueUrl=aws.writeback_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
         if not messages:
             return bodies
         for message in messages:
@@ -244,12 +252,20 @@ def test_a_won_deal_carries_its_credit_under_the_default_model(functions, aws):
     received = by_type(aws.bus.received())
     [won] = received["closedloop.deal.won.v1"]
     detail = DealWon.model_validate(won["detail"])
-    assert (detail.crm, detail.deal_id, detail.amount, detail.currency) == ("generic", "D-1042", "12000.50", "EUR")
+    assert (detail.crm, detail.deal_id, detail.amount, detail.currency) == (
+        "generic",
+        "D-1042",
+        "12000.50",
+        "EUR",
+    )
     assert detail.credited_channels == ("Paid Social",)
     assert detail.attribution.model == "w_shaped"
     assert sum(t.credit for t in detail.attribution.touches) == pytest.approx(1.0)
     assert sum(c.revenue_credit for c in detail.attribution.channels) == pytest.approx(12000.50)
-    stages = [(e["detail"]["previous_lifecycle"], e["detail"]["lifecycle"]) for e in received["closedloop.deal.stage_changed.v1"]]
+    stages = [
+        (e["detail"]["previous_lifecycle"], e["detail"]["lifecycle"])
+        for e in received["closedloop.deal.stage_changed.v1"]
+    ]
     assert stages == [(None, "open"), ("open", "won")]
 
 
@@ -261,7 +277,9 @@ def test_only_the_lead_identified_event_carries_the_email(functions, aws):
 
     for event in aws.bus.received():
         carries_email = ADA in json.dumps(event)
-        assert carries_email == (event["detail-type"] == "closedloop.lead.identified.v1"), event["detail-type"]
+        assert carries_email == (event["detail-type"] == "closedloop.lead.identified.v1"), event[
+            "detail-type"
+        ]
         assert "Analytical Engines" not in json.dumps(event)
 
 
@@ -278,7 +296,12 @@ def test_changes_of_a_lead_queue_its_id_for_write_back_and_nothing_else(function
     assert writeback_messages(aws) == [{"lead_id": lead_id_for(ADA), "v": 1}]
 
     # A new session of the identified visitor changes its journey: queued again
-    page_view(functions.collect, "evt-00000010", f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email", minutes_ago=0)
+    page_view(
+        functions.collect,
+        "evt-00000010",
+        f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email",
+        minutes_ago=0,
+    )
     publish(functions, aws)
     assert writeback_messages(aws) == [{"lead_id": lead_id_for(ADA), "v": 1}]
 
@@ -328,7 +351,11 @@ def test_a_publish_failure_resumes_the_stream_at_the_first_unpublished_change(fu
 def test_without_a_bus_or_queue_nothing_is_published(aws, monkeypatch):
     monkeypatch.delenv("EVENT_BUS_NAME")
     monkeypatch.delenv("WRITEBACK_QUEUE_URL")
-    collect, identify, publish_fn = load_function("collect"), load_function("identify"), load_function("publish")
+    collect, identify, publish_fn = (
+        load_function("collect"),
+        load_function("identify"),
+        load_function("publish"),
+    )
     page_view(collect, "evt-00000001", LINKEDIN_AD)
     submit(identify)
 

@@ -35,11 +35,21 @@ class Seen:
 Route = Callable[[Seen], Reply]
 
 
+def _decoded(raw: bytes, content_type: str) -> Any:
+    """JSON bodies decoded; form bodies (OAuth token requests) as a dict of their fields."""
+    if not raw:
+        return None
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return {key: values[0] for key, values in parse_qs(raw.decode()).items()}
+    return json.loads(raw)
+
+
 class FakeCrmApi:
     """Routes ``(method, path)`` to a reply; every request is recorded in ``seen``."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
+        self.prefix_routes: list[tuple[str, str, Route]] = []
         self.seen: list[Seen] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -56,6 +66,18 @@ class FakeCrmApi:
             self.routes[(method, path)] = lambda _seen: fixed
         else:
             self.routes[(method, path)] = reply
+
+    def route_prefix(self, method: str, prefix: str, reply: Route) -> None:
+        """Answer every ``method`` request whose path starts with ``prefix`` (ids in the path)."""
+        self.prefix_routes.append((method, prefix, reply))
+
+    def find(self, method: str, path: str) -> Route | None:
+        route = self.routes.get((method, path))
+        if route is not None:
+            return route
+        return next(
+            (r for m, prefix, r in self.prefix_routes if m == method and path.startswith(prefix)), None
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -81,10 +103,10 @@ class FakeCrmApi:
                     path=parts.path,
                     query=parse_qs(parts.query),
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=json.loads(raw) if raw else None,
+                    body=_decoded(raw, self.headers.get("Content-Type") or ""),
                 )
                 api.seen.append(seen)
-                route = api.routes.get((self.command, parts.path))
+                route = api.find(self.command, parts.path)
                 reply = route(seen) if route else Reply(404, {"status": "error", "message": "no route"})
                 if reply.delay:
                     threading.Event().wait(reply.delay)
@@ -102,6 +124,7 @@ class FakeCrmApi:
 
             do_GET = _serve  # noqa: N815 - http.server's naming
             do_POST = _serve  # noqa: N815
+            do_PATCH = _serve  # noqa: N815
 
         return Handler
 

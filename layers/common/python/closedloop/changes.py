@@ -135,7 +135,9 @@ def _fields(model: type[Any], image: Mapping[str, Any]) -> dict[str, Any]:
 def _source(source: LeadSource | None) -> TouchSource | None:
     if source is None:
         return None
-    return TouchSource(channel=source.channel, source=source.source, medium=source.medium, campaign=source.campaign)
+    return TouchSource(
+        channel=source.channel, source=source.source, medium=source.medium, campaign=source.campaign
+    )
 
 
 def lead_journey(reader: ChangeReader, lead_ids: Sequence[str]) -> list[Touch]:
@@ -205,7 +207,10 @@ def _lead_identified(change: TableChange, reader: ChangeReader) -> ChangeOutcome
 
 def _visitor_linked(change: TableChange, reader: ChangeReader) -> ChangeOutcome:
     link = VisitorLink.model_validate(_fields(VisitorLink, _plain(change.new)))
-    visitors = {other.visitor_id for other in reader.links_of_lead(link.lead_id)} | {link.visitor_id}
+    # The lead's visitors when this link was made (the relay may read after later links were added).
+    visitors = {
+        other.visitor_id for other in reader.links_of_lead(link.lead_id) if other.linked_at <= link.linked_at
+    } | {link.visitor_id}
     if len(visitors) < 2:
         return ChangeOutcome(changed_leads=(link.lead_id,))
     event = LeadMerged(

@@ -268,7 +268,9 @@ class EventPublisher:
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
+            )
             self._client = boto3.client("events", config=config)
         return self._client
 
@@ -295,7 +297,7 @@ class EventPublisher:
                 size += _entry_size(entries[start + len(chunk)])
                 chunk.append(entries[start + len(chunk)])
             try:
-                reply = self.client.put_events(Entries=chunk)  # type: ignore[arg-type]
+                reply = self.client.put_events(Entries=chunk)
             except (ClientError, BotoCoreError):
                 return PublishResult(published=start, first_failed=start)
             if reply.get("FailedEntryCount", 0):

@@ -155,7 +155,29 @@ _MORE_BODY_TYPES: dict[tuple[str, str], dict[str, Any]] = {
         }
     }
 }
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+# Parameters a route reads itself (the pixel reads its query string: a repeated parameter must not
+# turn the GIF into a JSON error), or documents more precisely than its resolver can.
 _PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("GET", "/collect.gif"): [
+        _query("v", "The visitor id."),
+        _query("e", "The event id (a retry with the same id is stored once)."),
+        _query("u", "The page URL."),
+        _query("r", "The referrer."),
+        _query("t", "The page title."),
+        _query("ts", "Client time of the page view, ms since the epoch."),
+    ],
     ("POST", "/webhooks/{crm}"): [
         {
             "name": "crm",
@@ -164,7 +186,7 @@ _PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
             "description": "The CRM that sends the delivery.",
             "schema": {"type": "string", "enum": list(CRMS)},
         }
-    ]
+    ],
 }
 
 

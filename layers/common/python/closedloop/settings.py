@@ -160,6 +160,10 @@ class WritebackSettings(Settings):
     # The CRM secret (the same one the webhook reads; write-back settings are in each CRM's section).
     webhook_secret_arn: Annotated[str, Field(min_length=1, max_length=2048)]
     webhook_secret_max_age: Annotated[int, Field(ge=0, le=3600)] = 300
+    # The queue the worker reads: a failed message's back-off is set as its visibility timeout.
+    writeback_queue_url: Annotated[str, Field(min_length=1, max_length=2048)]
+    # Receives of a message whose lead has no record in a CRM yet before giving up (until its next change).
+    missing_record_retries: Annotated[int, Field(ge=1, le=10)] = 3
     # Back-off of a message whose CRM call failed without a Retry-After: base * 2^(receives-1), capped.
     retry_base_seconds: Annotated[int, Field(ge=1, le=900)] = 30
     retry_max_seconds: Annotated[int, Field(ge=1, le=43_200)] = 900

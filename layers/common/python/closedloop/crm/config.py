@@ -18,7 +18,7 @@ each CRM in one place.
 from __future__ import annotations
 
 import re
-from typing import Annotated, ClassVar, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -32,14 +32,21 @@ __all__ = [
     "CrmSecrets",
     "GenericConfig",
     "HubSpotConfig",
+    "HubSpotWriteback",
     "PipedriveConfig",
+    "PipedriveWriteback",
     "SalesforceConfig",
+    "SalesforceWriteback",
     "parse_crm_name",
 ]
 
 _SALESFORCE_ORG_ID = re.compile(r"^00D[a-zA-Z0-9]{12}(?:[a-zA-Z0-9]{3})?$")
 _COMPANY_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _API_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+_PIPEDRIVE_KEY = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_HUBSPOT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+_SALESFORCE_VERSION = re.compile(r"^v\d{2,3}\.0$")
 
 Timeout = Annotated[
     float,
@@ -81,6 +88,99 @@ class _CrmSection(BaseModel):
         )
 
 
+def _field_mapping(mapping: dict[str, str], pattern: re.Pattern[str], what: str) -> dict[str, str]:
+    from closedloop.writeback.fields import FIELD_NAMES
+
+    unknown = sorted(set(mapping) - set(FIELD_NAMES))
+    if unknown:
+        raise ValueError(f"unknown Closedloop fields {unknown}; known: {', '.join(FIELD_NAMES)}")
+    for target in mapping.values():
+        if not pattern.fullmatch(target):
+            raise ValueError(f"not a {what}: {target!r}")
+    return mapping
+
+
+class _Writeback(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: Annotated[bool, Field(description="Write the lead's source fields to this CRM.")] = True
+
+
+class HubSpotWriteback(_Writeback):
+    """``hubspot.writeback``: source fields as ``closedloop_*`` contact (and deal) properties. The
+    private app needs the scopes ``crm.objects.contacts.write``, ``crm.schemas.contacts.write`` (and the
+    same for deals)."""
+
+    contacts: Annotated[bool, Field(description="Write onto the contact with the lead's e-mail.")] = True
+    deals: Annotated[bool, Field(description="Write onto the deals whose first contact is the lead.")] = True
+    property_group: Annotated[str, Field(description="Group the properties are created in.")] = "closedloop"
+    create_properties: Annotated[
+        bool, Field(description="Create missing properties (and the group); else they must exist.")
+    ] = True
+
+    @field_validator("property_group")
+    @classmethod
+    def _group(cls, value: str) -> str:
+        if not _HUBSPOT_NAME.fullmatch(value):
+            raise ValueError(f"not a HubSpot internal name (lower case, digits, _): {value!r}")
+        return value
+
+
+class PipedriveWriteback(_Writeback):
+    """``pipedrive.writeback``: source fields into custom fields the admin created, by their keys."""
+
+    person_fields: Annotated[
+        dict[str, str], Field(description="Closedloop field -> the person custom field's key.")
+    ] = {}
+    deal_fields: Annotated[
+        dict[str, str], Field(description="Closedloop field -> the deal custom field's key.")
+    ] = {}
+
+    @field_validator("person_fields", "deal_fields")
+    @classmethod
+    def _keys(cls, mapping: dict[str, str]) -> dict[str, str]:
+        return _field_mapping(mapping, _PIPEDRIVE_KEY, "Pipedrive custom field key")
+
+
+class SalesforceWriteback(_Writeback):
+    """``salesforce.writeback``: source fields into Lead / Contact fields the admin mapped, through a
+    connected app's OAuth 2.0 client credentials flow."""
+
+    instance_url: Annotated[
+        str, Field(description="The org's My Domain URL, https://acme.my.salesforce.com.")
+    ]
+    client_id: Annotated[SecretStr, Field(min_length=1, description="The connected app's consumer key.")]
+    client_secret: Annotated[
+        SecretStr, Field(min_length=1, description="The connected app's consumer secret.")
+    ]
+    api_version: Annotated[str, Field(description="REST API version, e.g. v62.0.")] = "v62.0"
+    objects: Annotated[
+        tuple[Literal["Contact", "Lead"], ...],
+        Field(min_length=1, description="Where to look the e-mail up, in order; the first match is written."),
+    ] = ("Contact", "Lead")
+    fields: Annotated[
+        dict[str, str], Field(description="Closedloop field -> API name on Lead and Contact.")
+    ] = {}
+    opportunity_fields: Annotated[
+        dict[str, str], Field(description="Closedloop field -> API name on Opportunity.")
+    ] = {}
+    api_timeout_seconds: Timeout = 5.0
+
+    _url = field_validator("instance_url")(_http_url)
+
+    @field_validator("api_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _SALESFORCE_VERSION.fullmatch(value):
+            raise ValueError(f"not a Salesforce API version (v62.0): {value!r}")
+        return value
+
+    @field_validator("fields", "opportunity_fields")
+    @classmethod
+    def _names(cls, mapping: dict[str, str]) -> dict[str, str]:
+        return _field_mapping(mapping, _API_FIELD, "Salesforce field API name")
+
+
 class HubSpotConfig(_CrmSection):
     """The ``hubspot`` section: the app's client secret (it signs the webhooks) and a private-app token
     (scope ``crm.objects.deals.read`` and ``crm.objects.contacts.read``) to look deals up."""
@@ -105,6 +205,10 @@ class HubSpotConfig(_CrmSection):
     ] = True
     default_currency: Annotated[
         str | None, Field(description="The account's currency, for deals without deal_currency_code.")
+    ] = None
+    writeback: Annotated[
+        HubSpotWriteback | None,
+        Field(description="Write lead sources onto contacts (docs/crm-writeback.md)."),
     ] = None
 
     _url = field_validator("api_base_url")(_http_url)
@@ -135,6 +239,9 @@ class SalesforceConfig(_CrmSection):
     ] = None
     default_currency: Annotated[
         str | None, Field(description="The org's currency, when CurrencyIsoCode is not in the message.")
+    ] = None
+    writeback: Annotated[
+        SalesforceWriteback | None, Field(description="Write lead sources (docs/crm-writeback.md).")
     ] = None
 
     _currency = field_validator("default_currency")(normalise_currency)
@@ -168,6 +275,9 @@ class PipedriveConfig(_CrmSection):
         str | None, Field(description="Overrides https://{company_domain}.pipedrive.com/api/v2.")
     ] = None
     api_timeout_seconds: Timeout = 3.0
+    writeback: Annotated[
+        PipedriveWriteback | None, Field(description="Write lead sources (docs/crm-writeback.md).")
+    ] = None
 
     @field_validator("company_domain")
     @classmethod

@@ -23,13 +23,19 @@ _MAX_RESPONSE_BYTES = 2 * 1024 * 1024
 
 
 def _retry_after(headers: Message | None) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    if value is None:
+    if headers is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: the CRM's own retry schedule is good enough
+    # Retry-After (HubSpot, Pipedrive), else Pipedrive's x-ratelimit-reset: seconds until the window
+    # (or, once the daily token budget is spent, the day) resets.
+    for name in ("Retry-After", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            continue  # an HTTP date: the CRM's own retry schedule is good enough
+    return None
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -89,13 +95,44 @@ class JsonHttpClient:
         request = urllib.request.Request(url, headers=self._headers, method="GET")  # noqa: S310
         return self._send(request, path)
 
-    def post_json(self, path: str, payload: object) -> Any:
-        """POST ``payload`` as JSON to ``path`` and return the decoded JSON body (errors as ``get_json``)."""
+    def post_json(self, path: str, payload: object, *, label: str | None = None) -> Any:
+        """POST ``payload`` as JSON to ``path`` and return the decoded JSON body (errors as ``get_json``).
+
+        ``label`` names the call in error messages instead of the path (a path holding an e-mail).
+        """
+        return self.send_json("POST", path, payload, label=label)
+
+    def patch_json(
+        self, path: str, payload: object, *, query: Mapping[str, str] | None = None, label: str | None = None
+    ) -> Any:
+        """PATCH ``payload`` as JSON to ``path`` (errors as ``get_json``; a 204 returns ``None``)."""
+        return self.send_json("PATCH", path, payload, query=query, label=label)
+
+    def send_json(
+        self,
+        method: str,
+        path: str,
+        payload: object,
+        *,
+        query: Mapping[str, str] | None = None,
+        label: str | None = None,
+    ) -> Any:
+        """Send ``payload`` as JSON with ``method`` and return the decoded JSON body."""
         data = json.dumps(payload).encode()
         headers = {**self._headers, "Content-Type": "application/json"}
         url = f"{self.base_url}{path}"
+        if query:
+            url = f"{url}?{urlencode(query)}"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+        return self._send(request, label or path)
+
+    def post_form(self, path: str, fields: Mapping[str, str], *, label: str | None = None) -> Any:
+        """POST url-encoded ``fields`` (an OAuth token request) and return the decoded JSON body."""
+        headers = {**self._headers, "Content-Type": "application/x-www-form-urlencoded"}
+        url = f"{self.base_url}{path}"
+        data = urlencode(fields).encode()
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
-        return self._send(request, path)
+        return self._send(request, label or path)
 
     def _send(self, request: urllib.request.Request, path: str) -> Any:
         what = f"{self.service} API {request.get_method()} {path.split('?')[0]}"

@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 HUBSPOT_MAX_AGE_MS = 5 * 60 * 1000
+# Properties Closedloop writes (closedloop.writeback.hubspot): changes of them are our own echo.
+OWN_PROPERTY_PREFIX = "closedloop_"
 HUBSPOT_DEAL_PROPERTIES = (
     "dealstage",
     "amount",
@@ -450,6 +452,8 @@ def _subscription_events(
         # Contact events are not deal events, except a contact associated with or removed from a deal.
         if deal_id is None or not (_is_deal(event) or event.object_id is None):
             continue
+        if (event.property_name or "").startswith(OWN_PROPERTY_PREFIX):
+            continue  # caused by Closedloop's own write-back (docs/crm-writeback.md): no loop
         action = event.subscription_type.split(".", 1)[1] if "." in event.subscription_type else ""
         if action in {"deletion", "privacyDeletion"}:
             events.append(_deleted(event.event_id, deal_id, event.occurred_at))

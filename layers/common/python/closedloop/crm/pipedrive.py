@@ -164,6 +164,15 @@ def _emails(deal: Mapping[str, Any], client: PipedrivePersonReader | None) -> tu
         return ()  # the person was deleted; the deal still counts
 
 
+def _only_our_fields(previous: Mapping[str, Any], config: PipedriveConfig) -> bool:
+    """Whether a change touched nothing but the custom fields Closedloop writes (and the update time)."""
+    ours = set(config.writeback.deal_fields.values()) if config.writeback is not None else set()
+    changed = previous.get("custom_fields")
+    if not ours or not isinstance(changed, dict) or not changed:
+        return False
+    return set(previous) <= {"custom_fields", "update_time"} and set(changed) <= ours
+
+
 def parse_pipedrive(
     request: WebhookRequest,
     config: PipedriveConfig,
@@ -225,6 +234,9 @@ def parse_pipedrive(
         raise WebhookPayloadError(
             "the Pipedrive webhook has no deal id (meta.entity_id) or event id (meta.id)"
         )
+
+    if action in {"change", "changed", "update", "updated"} and _only_our_fields(previous, config):
+        return []  # the echo of Closedloop's own write-back (docs/crm-writeback.md): no loop
 
     sent_at = to_ms(meta.get("timestamp"))
     if action in {"delete", "deleted"}:

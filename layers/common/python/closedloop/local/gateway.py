@@ -237,6 +237,11 @@ class LocalGateway:
                     int(reply.get("statusCode", HTTPStatus.OK)), headers, raw, reply.get("cookies") or []
                 )
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = _dispatch  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                # Every method (TRACE, QUERY, ...) is dispatched: one without a route is a 404, as API
+                # Gateway answers, not http.server's 501.
+                if name.startswith("do_"):
+                    return self._dispatch
+                raise AttributeError(name)
 
         return _Handler

@@ -13,9 +13,12 @@ from closedloop.errors import DependencyError
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["LeadChanged", "WritebackQueue", "WritebackQueueError"]
+__all__ = ["MAX_RECEIVES", "LeadChanged", "WritebackQueue", "WritebackQueueError", "parse_lead_changed"]
 
 _BATCH = 10  # SendMessageBatch's limit
+# Receives of a message before SQS moves it to the dead-letter queue (the queue's redrive policy). With
+# the worker's back-off (30 s doubling, capped at 15 min) that is about 40 minutes of retries.
+MAX_RECEIVES = 8
 
 
 class LeadChanged(BaseModel):
@@ -54,7 +57,9 @@ class WritebackQueue:
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5)
+            config = Config(
+                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
+            )
             self._client = boto3.client("sqs", config=config)
         return self._client
 
@@ -76,13 +81,32 @@ class WritebackQueue:
                 for i, lead_id in enumerate(chunk)
             ]
             try:
-                reply = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)  # type: ignore[arg-type]
+                reply = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (ClientError, BotoCoreError) as exc:
                 raise WritebackQueueError("the write-back queue refused the messages") from exc
             if reply.get("Failed"):
                 codes = sorted({str(f.get("Code")) for f in reply["Failed"]})
-                raise WritebackQueueError(f"the write-back queue refused {len(reply['Failed'])} messages: {codes}")
+                raise WritebackQueueError(
+                    f"the write-back queue refused {len(reply['Failed'])} messages: {codes}"
+                )
         return len(unique)
+
+    def postpone(self, receipt_handle: str, seconds: int) -> None:
+        """Make a received message visible again in ``seconds`` (its retry's back-off).
+
+        Raises
+        ------
+        WritebackQueueError
+            SQS refused (the message then reappears after the queue's own visibility timeout).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise WritebackQueueError("the write-back queue refused the new visibility") from exc
 
 
 def parse_lead_changed(body: str) -> LeadChanged:

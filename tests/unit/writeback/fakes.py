@@ -1,0 +1,263 @@
+"""Stateful stand-ins for the CRMs' write APIs on the local server (:class:`FakeCrmApi`), answering in
+the shapes each API reference documents: HubSpot CRM v3, Pipedrive API v2, Salesforce REST."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from tests.unit.crm.conftest import FakeCrmApi, Reply, Seen
+
+HUBSPOT_RATE_LIMITED = {
+    "status": "error",
+    "message": "You have reached your secondly limit.",
+    "errorType": "RATE_LIMIT",
+    "correlationId": "c0ffee00-0000-4000-8000-000000000001",
+    "policyName": "SECONDLY",
+}
+
+
+@dataclass
+class FakeHubSpot:
+    """HubSpot's properties and contacts/deals APIs, with contacts keyed by e-mail."""
+
+    api: FakeCrmApi
+    contacts: dict[str, dict[str, str]] = field(default_factory=dict)  # email -> properties
+    deals: dict[str, dict[str, str]] = field(default_factory=dict)  # deal id -> properties
+    properties: dict[str, set[str]] = field(
+        default_factory=lambda: {"contacts": {"email", "firstname"}, "deals": {"dealname"}}
+    )
+    groups: dict[str, set[str]] = field(default_factory=lambda: {"contacts": set(), "deals": set()})
+    failures: list[Reply] = field(default_factory=list)  # replies served before the next PATCH succeeds
+
+    def __post_init__(self) -> None:
+        for object_type in ("contacts", "deals"):
+            self.api.route(
+                "GET", f"/crm/v3/properties/{object_type}/groups/closedloop", self._group(object_type)
+            )
+            self.api.route(
+                "POST", f"/crm/v3/properties/{object_type}/groups", self._create_group(object_type)
+            )
+            self.api.route("GET", f"/crm/v3/properties/{object_type}", self._list(object_type))
+            self.api.route(
+                "POST", f"/crm/v3/properties/{object_type}/batch/create", self._create(object_type)
+            )
+        self.api.route_prefix("PATCH", "/crm/v3/objects/contacts/", self._patch_contact)
+        self.api.route_prefix("PATCH", "/crm/v3/objects/deals/", self._patch_deal)
+
+    def add_contact(self, email: str, contact_id: str = "501") -> None:
+        self.contacts[email] = {"email": email, "hs_object_id": contact_id}
+
+    def _group(self, object_type: str) -> Any:
+        def reply(seen: Seen) -> Reply:
+            if "closedloop" in self.groups[object_type]:
+                return Reply(200, {"name": "closedloop", "label": "Closedloop", "displayOrder": -1})
+            return Reply(
+                404, {"status": "error", "message": "group not found", "category": "OBJECT_NOT_FOUND"}
+            )
+
+        return reply
+
+    def _create_group(self, object_type: str) -> Any:
+        def reply(seen: Seen) -> Reply:
+            self.groups[object_type].add(seen.body["name"])
+            return Reply(201, {**seen.body, "archived": False})
+
+        return reply
+
+    def _list(self, object_type: str) -> Any:
+        def reply(seen: Seen) -> Reply:
+            return Reply(
+                200,
+                {
+                    "results": [
+                        {"name": name, "type": "string"} for name in sorted(self.properties[object_type])
+                    ]
+                },
+            )
+
+        return reply
+
+    def _create(self, object_type: str) -> Any:
+        def reply(seen: Seen) -> Reply:
+            for definition in seen.body["inputs"]:
+                assert definition["groupName"] in self.groups[object_type], "create the group first"
+                self.properties[object_type].add(definition["name"])
+            return Reply(201, {"status": "COMPLETE", "results": seen.body["inputs"]})
+
+        return reply
+
+    def _unknown(self, object_type: str, properties: dict[str, str]) -> Reply | None:
+        unknown = sorted(set(properties) - self.properties[object_type])
+        if unknown:
+            return Reply(
+                400,
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": f"Property values were not valid: {unknown}",
+                },
+            )
+        return None
+
+    def _patch_contact(self, seen: Seen) -> Reply:
+        if self.failures:
+            return self.failures.pop(0)
+        assert seen.query.get("idProperty") == ["email"]
+        email = unquote(seen.path.rsplit("/", 1)[1])
+        if email not in self.contacts:
+            return Reply(
+                404, {"status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"}
+            )
+        refused = self._unknown("contacts", seen.body["properties"])
+        if refused:
+            return refused
+        self.contacts[email].update(seen.body["properties"])
+        return Reply(200, {"id": self.contacts[email]["hs_object_id"], "properties": self.contacts[email]})
+
+    def _patch_deal(self, seen: Seen) -> Reply:
+        if self.failures:
+            return self.failures.pop(0)
+        deal_id = unquote(seen.path.rsplit("/", 1)[1])
+        if deal_id not in self.deals:
+            return Reply(
+                404, {"status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"}
+            )
+        refused = self._unknown("deals", seen.body["properties"])
+        if refused:
+            return refused
+        self.deals[deal_id].update(seen.body["properties"])
+        return Reply(200, {"id": deal_id, "properties": self.deals[deal_id]})
+
+    def patches(self) -> list[Seen]:
+        return [s for s in self.api.seen if s.method == "PATCH"]
+
+
+@dataclass
+class FakePipedrive:
+    """Pipedrive API v2: persons (searchable by e-mail) and deals, with custom fields by key."""
+
+    api: FakeCrmApi
+    persons: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> person
+    deals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[Reply] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.api.route("GET", "/api/v2/persons/search", self._search)
+        self.api.route_prefix("PATCH", "/api/v2/persons/", self._patch(self.persons))
+        self.api.route_prefix("PATCH", "/api/v2/deals/", self._patch(self.deals))
+
+    def add_person(self, person_id: int, email: str) -> None:
+        self.persons[str(person_id)] = {
+            "id": person_id,
+            "name": "Ada Lovelace",
+            "emails": [{"value": email, "primary": True, "label": "work"}],
+            "custom_fields": {},
+        }
+
+    def _search(self, seen: Seen) -> Reply:
+        assert seen.query["fields"] == ["email"] and seen.query["exact_match"] == ["true"]
+        term = seen.query["term"][0]
+        items = [
+            {
+                "result_score": 1.0,
+                "item": {"id": p["id"], "type": "person", "name": p["name"], "emails": [term]},
+            }
+            for p in self.persons.values()
+            if any(e["value"] == term for e in p["emails"])
+        ]
+        return Reply(
+            200, {"success": True, "data": {"items": items}, "additional_data": {"next_cursor": None}}
+        )
+
+    def _patch(self, records: dict[str, dict[str, Any]]) -> Any:
+        def reply(seen: Seen) -> Reply:
+            if self.failures:
+                return self.failures.pop(0)
+            record_id = seen.path.rsplit("/", 1)[1]
+            if record_id not in records:
+                return Reply(404, {"success": False, "error": "Person not found", "code": "ERR_NOT_FOUND"})
+            records[record_id].setdefault("custom_fields", {}).update(seen.body["custom_fields"])
+            return Reply(200, {"success": True, "data": records[record_id]})
+
+        return reply
+
+
+PIPEDRIVE_TOKEN_BUDGET_SPENT = Reply(
+    429,
+    {"success": False, "error": "Rate limit has been exceeded", "errorCode": 429},
+    {"x-ratelimit-limit": "40", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "3600"},
+)
+
+
+@dataclass
+class FakeSalesforce:
+    """A Salesforce org: the OAuth token endpoint, SOQL queries on Email, and sObject updates."""
+
+    api: FakeCrmApi
+    records: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {"Contact": {}, "Lead": {}, "Opportunity": {}}
+    )
+    version: str = "v62.0"
+    tokens_issued: int = 0
+    expired: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.api.route("POST", "/services/oauth2/token", self._token)
+        self.api.route("GET", f"/services/data/{self.version}/query", self._query)
+        self.api.route_prefix("PATCH", f"/services/data/{self.version}/sobjects/", self._patch)
+
+    def _token(self, seen: Seen) -> Reply:
+        if (
+            seen.body.get("grant_type") != "client_credentials"
+            or seen.body.get("client_secret") != "sf-secret"
+        ):
+            return Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
+        self.tokens_issued += 1
+        return Reply(
+            200,
+            {
+                "access_token": f"00Dxx!token-{self.tokens_issued}",
+                "instance_url": self.api.base_url,
+                "id": f"{self.api.base_url}/id/00Dxx/005xx",
+                "token_type": "Bearer",
+                "issued_at": "1795000000000",
+                "signature": "c2lnbmF0dXJl",
+            },
+        )
+
+    def _authorised(self, seen: Seen) -> Reply | None:
+        token = seen.headers.get("authorization", "").removeprefix("Bearer ")
+        if not token.startswith("00Dxx!token-") or token in self.expired:
+            return Reply(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+        return None
+
+    def _query(self, seen: Seen) -> Reply:
+        refused = self._authorised(seen)
+        if refused:
+            return refused
+        soql = seen.query["q"][0]
+        kind = soql.split(" FROM ", 1)[1].split(" ", 1)[0]
+        email = soql.split("Email = '", 1)[1].split("'", 1)[0]
+        found = [
+            {
+                "attributes": {"type": kind, "url": f"/services/data/{self.version}/sobjects/{kind}/{rid}"},
+                "Id": rid,
+            }
+            for rid, record in self.records[kind].items()
+            if record.get("Email") == email and not record.get("IsConverted")
+        ]
+        return Reply(200, {"totalSize": len(found), "done": True, "records": found[:1]})
+
+    def _patch(self, seen: Seen) -> Reply:
+        refused = self._authorised(seen)
+        if refused:
+            return refused
+        kind, record_id = seen.path.rsplit("/", 2)[1:]
+        if record_id not in self.records[kind]:
+            return Reply(
+                404, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+            )
+        self.records[kind][record_id].update(seen.body)
+        return Reply(204, raw=b"")
