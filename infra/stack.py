@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.config import DeploySettings
 from infra.constructs.analytics import AnalyticsConstruct
 from infra.constructs.attribute_job import AttributeJobConstruct
+from infra.constructs.events import EventsConstruct, EventsSettings
 from infra.constructs.functions import ClosedloopFunction, _retention
 from infra.constructs.ingest_api import IngestApiConstruct
 from infra.constructs.layers import LayersConstruct
@@ -118,6 +119,18 @@ class ClosedloopStack(Stack):
             custom_domain=settings.custom_domain,
             certificate_arn=settings.certificate_arn,
         )
+        # Closing the loop outward: events on a bus, lead sources written back to the CRMs.
+        self.events = EventsConstruct(
+            self,
+            "Events",
+            layers=layers.all,
+            numpy_layer=self.attribute_job.sdk_for_pandas,
+            storage=storage,
+            crm_secret=self.webhook_secret,
+            log_retention_days=settings.log_retention_days,
+            lookback_days=settings.lookback_days,
+            settings=EventsSettings.from_context(self.node.try_get_context),
+        )
         self.operations = OperationsConstruct(
             self,
             "Operations",
@@ -127,9 +140,16 @@ class ClosedloopStack(Stack):
                 "identify": identify,
                 "crm_webhook": crm_webhook,
                 "attribute": self.attribute_job.function,
+                "publish": self.events.publish,
+                "crm_writeback": self.events.worker,
             },
             table=storage.table,
-            dead_letter_queues={"attribute job": self.attribute_job.dead_letter_queue},
+            dead_letter_queues={
+                "attribute job": self.attribute_job.dead_letter_queue,
+                "CRM write-back": self.events.writeback_dead_letter_queue,
+                "table stream": self.events.stream_dead_letter_queue,
+                "event rules": self.events.rules_dead_letter_queue,
+            },
             attribute_schedule=settings.schedule,
             alarm_email=settings.alarm_email,
         )

@@ -33,6 +33,8 @@ class StorageConstruct(Construct):
                 point_in_time_recovery_enabled=True
             ),
             time_to_live_attribute=schema.TTL_ATTRIBUTE,
+            # Feeds the publish function: domain events and CRM write-back (infra/constructs/events.py).
+            dynamo_stream=dynamodb.StreamViewType(schema.STREAM_VIEW_TYPE),
             deletion_protection=production,
             removal_policy=RemovalPolicy.RETAIN if production else RemovalPolicy.DESTROY,
             global_secondary_indexes=[

@@ -98,19 +98,23 @@ def test_the_secret_starts_as_an_empty_json_object_whose_arn_the_stack_prints(te
     template.has_output("WebhookSecretArn", {"Value": {"Ref": logical_id}})
 
 
-def test_only_the_webhook_function_reads_the_secret_and_only_that_secret(template: Template) -> None:
+def test_only_the_webhook_and_write_back_functions_read_the_secret_and_only_that_secret(
+    template: Template,
+) -> None:
     secret = _logical_id(template, "AWS::SecretsManager::Secret", "WebhookSecret")
     webhook_role = _logical_id(template, "AWS::IAM::Role", "CrmWebhookRole")
+    # The CRM write-back worker reads each CRM's write-back settings from the same secret.
+    writeback_role = _logical_id(template, "AWS::IAM::Role", "EventsCrmWritebackRole")
     secret_statements = [
         (role, statement)
         for role, statement in _statements(template)
         if any(str(action).startswith("secretsmanager:") for action in _list(statement["Action"]))
     ]
-    assert [role for role, _ in secret_statements] == [webhook_role]
-    [(_, statement)] = secret_statements
-    assert statement["Effect"] == "Allow"
-    assert _list(statement["Action"]) == ["secretsmanager:GetSecretValue"]
-    assert statement["Resource"] == {"Ref": secret}
+    assert sorted(role for role, _ in secret_statements) == sorted([webhook_role, writeback_role])
+    for _, statement in secret_statements:
+        assert statement["Effect"] == "Allow"
+        assert _list(statement["Action"]) == ["secretsmanager:GetSecretValue"]
+        assert statement["Resource"] == {"Ref": secret}
 
 
 def test_the_webhook_function_only_reads_and_puts_items(template: Template) -> None:

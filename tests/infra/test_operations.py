@@ -178,16 +178,18 @@ def test_the_attribute_job_alarms_when_it_fails_and_when_it_does_not_run(templat
     assert failing["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-def test_the_dead_letter_queue_alarms_on_its_first_message(template: Template) -> None:
-    [queue_id] = [q for q in template.find_resources("AWS::SQS::Queue") if "DeadLetter" in q]
-    [alarm] = [
-        a
-        for a in _alarms(template).values()
-        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible" and queue_id in json.dumps(a)
-    ]
-    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
-    assert (alarm["Threshold"], alarm["Statistic"]) == (1, "Maximum")
-    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+def test_every_dead_letter_queue_alarms_on_its_first_message(template: Template) -> None:
+    queue_ids = [q for q in template.find_resources("AWS::SQS::Queue") if "DeadLetter" in q]
+    assert queue_ids
+    for queue_id in queue_ids:
+        [alarm] = [
+            a
+            for a in _alarms(template).values()
+            if a.get("MetricName") == "ApproximateNumberOfMessagesVisible" and queue_id in json.dumps(a)
+        ]
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+        assert (alarm["Threshold"], alarm["Statistic"]) == (1, "Maximum")
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
 @pytest.mark.parametrize(

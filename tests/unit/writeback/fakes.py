@@ -45,9 +45,43 @@ class FakeHubSpot:
             )
         self.api.route_prefix("PATCH", "/crm/v3/objects/contacts/", self._patch_contact)
         self.api.route_prefix("PATCH", "/crm/v3/objects/deals/", self._patch_deal)
+        self.api.route_prefix("GET", "/crm/v3/objects/deals/", self._read_deal)
+        self.api.route("POST", "/crm/v3/objects/contacts/batch/read", self._read_contacts)
 
     def add_contact(self, email: str, contact_id: str = "501") -> None:
         self.contacts[email] = {"email": email, "hs_object_id": contact_id}
+
+    def add_deal(self, deal_id: str, contact_ids: list[str], **properties: str) -> None:
+        """A deal the webhook adapter can read (``GET /crm/v3/objects/deals/{id}?associations=contacts``)."""
+        self.deals[deal_id] = {"hs_object_id": deal_id, "contact_ids": ",".join(contact_ids), **properties}
+
+    def _read_deal(self, seen: Seen) -> Reply:
+        deal_id = seen.path.rsplit("/", 1)[1]
+        if deal_id not in self.deals:
+            return Reply(
+                404, {"status": "error", "message": "resource not found", "category": "OBJECT_NOT_FOUND"}
+            )
+        properties = {k: v for k, v in self.deals[deal_id].items() if k != "contact_ids"}
+        contacts = [c for c in self.deals[deal_id]["contact_ids"].split(",") if c]
+        return Reply(
+            200,
+            {
+                "id": deal_id,
+                "properties": properties,
+                "associations": {
+                    "contacts": {"results": [{"id": c, "type": "deal_to_contact"} for c in contacts]}
+                },
+            },
+        )
+
+    def _read_contacts(self, seen: Seen) -> Reply:
+        by_id = {c["hs_object_id"]: email for email, c in self.contacts.items()}
+        results = [
+            {"id": i["id"], "properties": {"email": by_id[i["id"]]}}
+            for i in seen.body["inputs"]
+            if i["id"] in by_id
+        ]
+        return Reply(200, {"status": "COMPLETE", "results": results})
 
     def _group(self, object_type: str) -> Any:
         def reply(seen: Seen) -> Reply:

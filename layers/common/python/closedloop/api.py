@@ -21,7 +21,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import BaseModel
 
-from closedloop.errors import ClientInputError, DependencyError, PayloadTooLargeError
+from closedloop.errors import (
+    ClientInputError,
+    DependencyError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from closedloop.forms import is_html_form
 from closedloop.observability import logger
 from closedloop.settings import ApiSettings
@@ -212,7 +217,8 @@ def preflight(event: dict[str, Any], *, max_body_bytes: int, json_text_routes: f
 
     - A body over ``max_body_bytes`` is refused before anything parses it (413).
     - ``navigator.sendBeacon`` can only send ``text/plain``: on ``json_text_routes`` such a body is JSON
-      by contract, so it is handed to validation as JSON.
+      by contract, so it is handed to validation as JSON. Any other type there is refused (415) before
+      the resolver would try to parse it (a multipart type without a boundary made it raise: a 500).
     """
     body = event.get("body")
     if body:
@@ -223,7 +229,10 @@ def preflight(event: dict[str, Any], *, max_body_bytes: int, json_text_routes: f
     route = event.get("rawPath") or ""
     headers = event.get("headers") or {}
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    if route in json_text_routes and content_type.lower().startswith("text/plain"):
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if route in json_text_routes and kind not in {"", "application/json", "text/plain"}:
+        raise UnsupportedMediaTypeError(f"unsupported content type {kind!r}: send application/json")
+    if route in json_text_routes and kind == "text/plain":
         event["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         event["headers"]["content-type"] = JSON
         if event.get("isBase64Encoded"):

@@ -16,7 +16,6 @@ delivers at least once).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -308,16 +307,3 @@ class EventPublisher:
                 return PublishResult(published=start + failed, first_failed=start + failed)
             start += len(chunk)
         return PublishResult(published=len(entries))
-
-
-def schema_of(event_type: type[DomainEvent]) -> dict[str, Any]:
-    """The JSON schema of an event's ``detail`` (``docs/events.md`` is checked against it)."""
-    schema = event_type.model_json_schema()
-    schema["title"] = event_type.detail_type
-    return schema
-
-
-def example_detail(event: DomainEvent) -> dict[str, Any]:
-    """An event's ``detail`` as EventBridge delivers it (JSON types)."""
-    result: dict[str, Any] = json.loads(event.model_dump_json())
-    return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import logging
 import mimetypes
 import threading
 import time
@@ -36,6 +37,7 @@ TEXT_TYPES = (
     "application/soap+xml",
 )
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -224,6 +226,8 @@ class LocalGateway:
                 try:
                     reply = gateway.invoke(route, event)
                 except Exception:
+                    # What Lambda would log for an unhandled error: the traceback, on this side only.
+                    _log.exception("%s %s: the function raised", route.method, route.path)
                     self._send(
                         500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
                     )

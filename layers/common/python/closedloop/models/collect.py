@@ -36,7 +36,16 @@ class CollectEvent(BaseModel):
     event_id: EventId
     visitor_id: VisitorId
     session_id: EventId | None = None
-    url: Annotated[str, Field(min_length=1, max_length=8192)]
+    url: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=8192,
+            description="The page URL: absolute http(s), with a host, no whitespace or control characters.",
+            # Documents the rule closedloop.traffic enforces (the fuzzing test holds the API to it).
+            json_schema_extra={"pattern": r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f]+$"},
+        ),
+    ]
     referrer: Annotated[str, Field(max_length=8192)] | None = None
     title: Annotated[str, Field(max_length=1000)] | None = None
     ts: EpochMillis | None = Field(default=None, description="Client time the event happened (ms epoch).")

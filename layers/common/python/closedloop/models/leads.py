@@ -33,7 +33,13 @@ class IdentifyRequest(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
 
     email: Annotated[
-        str, Field(min_length=3, max_length=320, description="Required; validated and normalised.")
+        str,
+        Field(
+            min_length=3,
+            max_length=320,
+            description="Required; validated and normalised.",
+            json_schema_extra={"format": "email"},
+        ),
     ]
     visitor_id: VisitorId | None = Field(default=None, description="The tracker's visitor id (JSON).")
     closedloop_visitor_id: VisitorId | None = Field(
@@ -53,7 +59,10 @@ class IdentifyRequest(BaseModel):
         default=None, description="Where to send the browser after an HTML form post (allowed origins only)."
     )
     website: Annotated[str, Field(max_length=2048)] | None = Field(
-        default=None, description="Honeypot: humans leave it empty."
+        default=None,
+        description="Honeypot: humans leave it empty. A filled one is answered like a success and "
+        "nothing is stored.",
+        json_schema_extra={"maxLength": 0},
     )
 
     @field_validator("*", mode="before")
@@ -67,6 +76,9 @@ class IdentifyRequest(BaseModel):
         if len(extra) > MAX_CUSTOM_FIELDS:
             raise ValueError(f"at most {MAX_CUSTOM_FIELDS} custom fields; got {len(extra)}")
         for key, value in extra.items():
+            if not key.strip():
+                # A browser never sends a field without a name; DynamoDB cannot keep one in a map.
+                raise ValueError("a custom field needs a name")
             if len(key) > MAX_CUSTOM_KEY or not isinstance(value, str | int | float | bool | None):
                 raise ValueError(
                     f"custom field {key[:MAX_CUSTOM_KEY]!r} must be a short name with a plain value"

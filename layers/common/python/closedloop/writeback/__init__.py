@@ -1,0 +1,6 @@
+"""CRM write-back: each lead's source fields onto its CRM records (docs/crm-writeback.md).
+
+``fields`` computes the values (pure), ``queue`` carries "lead changed" messages, ``service`` decides
+what to write, and ``hubspot`` / ``salesforce`` / ``pipedrive`` call each CRM's API. Modules are
+imported where used: the collect function imports the store, which must stay light.
+"""

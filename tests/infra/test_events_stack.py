@@ -1,0 +1,203 @@
+"""The outward side of the CDK app, synthesised once for the module: the bus, the publish function on
+the table's stream, the write-back queue and worker, the two recipes, and their exact permissions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Match, Template
+
+from closedloop.changes import STREAM_FILTERS
+from closedloop.writeback.queue import MAX_RECEIVES
+from infra.app import build_app
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    # cdk-nag's AwsSolutions pack fails the synthesis on any unacknowledged finding: reaching
+    # Template.from_stack means the stack passed it.
+    app = App(
+        context={"aws:cdk:bundling-stacks": [], "allowedOrigins": "https://www.acme.test"},
+        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+    )
+    app, stack = build_app(app)
+    app.synth()
+    return Template.from_stack(stack)
+
+
+def _one(template: Template, kind: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    [(name, resource)] = [(n, r) for n, r in template.find_resources(kind).items() if n.startswith(prefix)]
+    return name, resource
+
+
+def _function(template: Template, service: str) -> tuple[str, dict[str, Any]]:
+    [(name, resource)] = [
+        (n, f)
+        for n, f in template.find_resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("Environment", {}).get("Variables", {}).get("POWERTOOLS_SERVICE_NAME")
+        == service
+    ]
+    return name, resource
+
+
+def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
+    return [
+        statement
+        for name, policy in template.find_resources("AWS::IAM::Policy").items()
+        if name.startswith(role_prefix)
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def _granted(statements: list[dict[str, Any]], prefix: str) -> set[str]:
+    return {a for s in statements for a in _actions(s) if a.startswith(prefix)}
+
+
+def test_the_table_streams_new_and_old_images(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable", {"StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"}}
+    )
+
+
+def test_the_publish_function_reads_the_filtered_stream_in_order_and_reports_failures(
+    template: Template,
+) -> None:
+    name, function = _function(template, "closedloop-publish")
+    assert function["Properties"]["Runtime"] == "python3.12"
+    assert function["Properties"]["Architectures"] == ["arm64"]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert {"TABLE_NAME", "EVENT_BUS_NAME", "WRITEBACK_QUEUE_URL", "ATTRIBUTION_MODEL"} <= set(variables)
+    assert len(function["Properties"]["Layers"]) == 3  # pandas (numpy), Powertools, common
+
+    _, mapping = _one(template, "AWS::Lambda::EventSourceMapping", "EventsPublishFunction")
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": name}
+    assert properties["StartingPosition"] == "TRIM_HORIZON"
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0].startswith(
+        "EventsStreamDeadLetterQueue"
+    )
+    patterns = [json.loads(f["Pattern"]) for f in properties["FilterCriteria"]["Filters"]]
+    assert patterns == [json.loads(json.dumps(p)) for p in STREAM_FILTERS]
+
+
+def test_only_the_publish_function_puts_events_and_sends_write_back_messages(template: Template) -> None:
+    bus, _ = _one(template, "AWS::Events::EventBus", "EventsBus")
+    queue, _ = _one(template, "AWS::SQS::Queue", "EventsWritebackQueue")
+    publish = _statements(template, "EventsPublishRole")
+    [put] = [s for s in publish if "events:PutEvents" in _actions(s)]
+    assert (_actions(put), put["Resource"]) == ({"events:PutEvents"}, {"Fn::GetAtt": [bus, "Arn"]})
+    [send] = [s for s in publish if s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}]
+    assert _actions(send) == {"sqs:SendMessage"}
+    assert _granted(publish, "dynamodb:") == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+    }
+
+    everyone = [
+        s
+        for name, policy in template.find_resources("AWS::IAM::Policy").items()
+        if not name.startswith("EventsPublishRole")
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert not any("events:PutEvents" in _actions(s) for s in everyone)
+    assert not any(
+        "sqs:SendMessage" in _actions(s) and s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]} for s in everyone
+    )
+
+
+def test_the_worker_consumes_the_queue_reads_the_secret_and_remembers_what_it_wrote(
+    template: Template,
+) -> None:
+    name, function = _function(template, "closedloop-crm-writeback")
+    secret, _ = _one(template, "AWS::SecretsManager::Secret", "WebhookSecret")
+    queue, _ = _one(template, "AWS::SQS::Queue", "EventsWritebackQueue")
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["WEBHOOK_SECRET_ARN"] == {"Ref": secret}
+    assert function["Properties"]["Timeout"] == 60
+
+    worker = _statements(template, "EventsCrmWritebackRole")
+    assert _granted(worker, "dynamodb:") == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"}
+    [read] = [s for s in worker if "secretsmanager:GetSecretValue" in _actions(s)]
+    assert read["Resource"] == {"Ref": secret}
+    assert _granted(worker, "sqs:") == {
+        "sqs:ReceiveMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueUrl",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+    }
+    assert "sqs:SendMessage" not in _granted(worker, "sqs:")
+    assert not _granted(worker, "events:")
+
+    _, mapping = _one(template, "AWS::Lambda::EventSourceMapping", "EventsCrmWritebackFunction")
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": 2}
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+
+
+def test_the_write_back_queue_is_encrypted_and_dead_letters_after_the_documented_receives(
+    template: Template,
+) -> None:
+    _, queue = _one(template, "AWS::SQS::Queue", "EventsWritebackQueue")
+    dlq, dead = _one(template, "AWS::SQS::Queue", "EventsWritebackDeadLetterQueue")
+    properties = queue["Properties"]
+    assert properties["SqsManagedSseEnabled"] is True
+    assert properties["VisibilityTimeout"] == 360  # six times the worker's timeout
+    assert properties["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+        "maxReceiveCount": MAX_RECEIVES,
+    }
+    assert dead["Properties"]["SqsManagedSseEnabled"] is True
+    assert dead["Properties"]["MessageRetentionPeriod"] == 14 * 86400
+
+
+def test_the_recipes_exist_disabled_with_a_dead_letter_queue(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "State": "DISABLED",
+            "EventPattern": {
+                "source": ["closedloop"],
+                "detail-type": ["closedloop.lead.identified.v1"],
+                "detail": {"form_id": ["guide-download"], "latest_source": {"campaign": ["spring-launch"]}},
+            },
+            "Targets": [
+                Match.object_like(
+                    {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("EventsEmailToolDestination"), "Arn"]}}
+                )
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "State": "DISABLED",
+            "EventPattern": {
+                "source": ["closedloop"],
+                "detail-type": ["closedloop.deal.won.v1"],
+                "detail": {"credited_channels": [{"prefix": "Paid"}]},
+            },
+        },
+    )
+    for rule in template.find_resources("AWS::Events::Rule").values():
+        if rule["Properties"].get("EventBusName"):
+            assert rule["Properties"]["State"] == "DISABLED"
+            for target in rule["Properties"]["Targets"]:
+                assert "DeadLetterConfig" in target
+    template.has_resource_properties("AWS::Events::ApiDestination", {"HttpMethod": "POST"})
+    template.has_resource_properties("AWS::Events::Connection", {"AuthorizationType": "API_KEY"})
