@@ -187,7 +187,9 @@ def test_every_dead_letter_queue_alarms_on_its_first_message(template: Template)
             for a in _alarms(template).values()
             if a.get("MetricName") == "ApproximateNumberOfMessagesVisible" and queue_id in json.dumps(a)
         ]
-        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+        assert alarm["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+        ]
         assert (alarm["Threshold"], alarm["Statistic"]) == (1, "Maximum")
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closedloop.crm.money import normalise_currency
+from closedloop.models.numbers import is_storable_number
 
 __all__ = [
     "CrmName",
@@ -224,6 +225,8 @@ class DealEvent(BaseModel):
     def _finite(cls, value: Decimal | None) -> Decimal | None:
         if value is not None and not value.is_finite():
             raise ValueError("the amount must be a finite number")
+        if value is not None and not is_storable_number(value):
+            raise ValueError("the amount has more than 38 digits or is out of range")
         return value
 
     @property

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from closedloop.models.numbers import is_storable_number
 
 __all__ = [
     "MAX_EVENTS_PER_BATCH",
@@ -54,6 +65,18 @@ class CollectEvent(BaseModel):
     props: Annotated[dict[Annotated[str, Field(max_length=100)], PropValue], Field(max_length=50)] | None = (
         None
     )
+
+    @field_validator("props")
+    @classmethod
+    def _props_are_storable(cls, props: dict[str, PropValue] | None) -> dict[str, PropValue] | None:
+        for key, value in (props or {}).items():
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and not is_storable_number(value)
+            ):
+                raise ValueError(f"property {key!r} is a number out of range (38 digits, 1E-130..1E+125)")
+        return props
 
     @model_validator(mode="after")
     def _track_has_a_name(self) -> CollectEvent:

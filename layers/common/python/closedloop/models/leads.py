@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closedloop.models.collect import EventId, VisitorId
+from closedloop.models.numbers import is_storable_number
 
 __all__ = [
     "MAX_CUSTOM_FIELDS",
@@ -83,6 +84,12 @@ class IdentifyRequest(BaseModel):
                 raise ValueError(
                     f"custom field {key[:MAX_CUSTOM_KEY]!r} must be a short name with a plain value"
                 )
+            if (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and not is_storable_number(value)
+            ):
+                raise ValueError(f"custom field {key!r} is a number out of range (38 digits, 1E-130..1E+125)")
             if isinstance(value, str) and len(value) > MAX_CUSTOM_VALUE:
                 raise ValueError(f"custom field {key!r} is over {MAX_CUSTOM_VALUE} characters")
         return self
