@@ -28,7 +28,7 @@ from closedloop.crm import GENERIC_SIGNATURE_HEADER, sign_generic, sign_hubspot_
 from closedloop.local.stack import LOCAL_CRM_SECRETS, LocalStack
 from closedloop.openapi import PUBLISHED_DOCUMENT
 
-MAX_EXAMPLES = 400
+MAX_EXAMPLES = 150
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",
@@ -102,21 +102,9 @@ class CrmSignature(requests.auth.AuthBase):
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
-    derandomize=False,
     suppress_health_check=list(HealthCheck),
     database=None,
 )
 def test_every_route_answers_as_documented_and_never_a_5xx(case: Any, local_stack: LocalStack) -> None:
     auth = CrmSignature() if case.path.startswith("/webhooks/") else None
-    response = case.call_and_validate(base_url=local_stack.url, auth=auth, timeout=10)
-    import collections, atexit
-    global _SEEN
-    try:
-        _SEEN
-    except NameError:
-        _SEEN = collections.Counter()
-        atexit.register(lambda: print(sorted(_SEEN.items())))
-    _SEEN[(case.method, case.formatted_path, response.status_code)] += 1
-    if case.path == "/identify" and response.status_code == 200:
-        with open("/tmp/identify_ok.log", "a") as fh:
-            fh.write(repr((case.media_type, case.body)) + "\n")
+    case.call_and_validate(base_url=local_stack.url, auth=auth, timeout=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from closedloop.errors import InvalidInputError, StoreUnavailableError
 from closedloop.identity import (
@@ -51,22 +51,47 @@ def safe_redirect(target: str, allowed_origins: tuple[str, ...], *, referer: str
     """``target`` if it is on an allowed origin, else a 400 (no open redirect).
 
     A site-relative path (``/thanks.html``, what a form without JavaScript holds) is resolved against
-    the page that posted the form (``Referer``), which must itself be on an allowed origin.
+    the page that posted the form (``Referer``), which must itself be on an allowed origin. Whitespace
+    and control characters are refused: the target becomes a ``Location`` header (a CR LF in it would
+    split the response), and browsers strip tabs and newlines from URLs, so what is checked would not
+    be what is followed.
     """
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        raise InvalidInputError(
+            "the redirect target contains whitespace or control characters",
+            details=[
+                {"loc": ["body", "redirect"], "msg": "must be a URL without spaces or control characters"}
+            ],
+        )
     allowed = {o.lower() for o in allowed_origins}
     if target.startswith("/") and not target.startswith("//") and referer:
-        page = urlsplit(referer)
-        page_origin = f"{page.scheme}://{page.netloc}".lower()
+        page_origin = _origin(referer)
         if page_origin in allowed:
             target = page_origin + target
-    parts = urlsplit(target)
-    origin = f"{parts.scheme}://{parts.netloc}".lower()
-    if parts.scheme not in {"http", "https"} or origin not in allowed:
+    origin = _origin(target)
+    if not origin.startswith(("http://", "https://")) or origin not in allowed:
         raise InvalidInputError(
             "the redirect target is not on an allowed origin",
             details=[{"loc": ["body", "redirect"], "msg": "must start with one of the allowed origins"}],
         )
     return target
+
+
+def _split_page(url: str) -> SplitResult:
+    """The page a form was posted from; an unparseable one (``https://[``) is no page, not an error."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return urlsplit("")
+
+
+def _origin(url: str) -> str:
+    """``scheme://netloc`` of a URL, lower case; ``""`` when it cannot be parsed (``https://[``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _submission_id(request: IdentifyRequest, email: str, visitor_id: str | None, at: int) -> str:
@@ -121,7 +146,7 @@ def identify_lead(
     lead_id = lead_id_for(email)
     visitor_id = request.visitor or cookie_visitor_id
     submission_id = _submission_id(request, email, visitor_id, received_at)
-    page = urlsplit(request.page_url or page_url or "")
+    page = _split_page(request.page_url or page_url or "")
 
     for _attempt in range(MAX_CONFLICTS):
         previous = store.get_lead(lead_id)

@@ -17,6 +17,7 @@ __all__ = [
     "ApiSettings",
     "AttributeSettings",
     "CollectSettings",
+    "ErasureSettings",
     "IdentifySettings",
     "PublishSettings",
     "Settings",
@@ -106,6 +107,12 @@ class WebhookSettings(ApiSettings):
     webhook_secret_max_age: Annotated[int, Field(ge=0, le=3600)] = 300
     # HubSpot batches at most 100 events and Salesforce 100 notifications: 1 MiB is far above both.
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 1_048_576
+
+
+class ErasureSettings(Settings):
+    """Settings of the erase function."""
+
+    bucket_name: Annotated[str, Field(min_length=3, max_length=63)]
 
 
 class AttributeSettings(Settings):

@@ -13,6 +13,7 @@ from closedloop.errors import StoreUnavailableError
 from closedloop.models.leads import Lead, Submission, VisitorLink
 from closedloop.models.visits import PageView, Touch, VisitorState
 from closedloop.store.deals import DealStoreMixin
+from closedloop.store.erasure import ErasureStoreMixin
 from closedloop.store.schema import BY_DAY_INDEX
 from closedloop.store.writeback import WritebackStoreMixin
 
@@ -52,7 +53,7 @@ def _from_dynamo(value: Any) -> Any:
     return value
 
 
-class DynamoStore(DealStoreMixin, WritebackStoreMixin):
+class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
     """The Closedloop table. Pass ``client`` (moto's, a stub) in tests; otherwise one is made on first use.
 
     boto3 is imported lazily: the collect function's cold start must stay small, and a request that is
