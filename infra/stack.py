@@ -10,6 +10,7 @@ from constructs import Construct
 from infra.config import DeploySettings
 from infra.constructs.analytics import AnalyticsConstruct
 from infra.constructs.attribute_job import AttributeJobConstruct
+from infra.constructs.erasure import ErasureConstruct
 from infra.constructs.events import EventsConstruct, EventsSettings
 from infra.constructs.functions import ClosedloopFunction, _retention
 from infra.constructs.ingest_api import IngestApiConstruct
@@ -108,6 +109,15 @@ class ClosedloopStack(Stack):
             log_retention_days=settings.log_retention_days,
             schedule_expression=settings.schedule,
         )
+        # Erasure of a person, invoked by an admin (docs/security.md); pyarrow from the same layer.
+        self.erasure = ErasureConstruct(
+            self,
+            "Erasure",
+            layers=[self.attribute_job.sdk_for_pandas, *layers.all],
+            table=storage,
+            bucket=self.analytics.bucket,
+            log_retention_days=settings.log_retention_days,
+        )
 
         self.api = IngestApiConstruct(
             self,
@@ -140,6 +150,7 @@ class ClosedloopStack(Stack):
                 "identify": identify,
                 "crm_webhook": crm_webhook,
                 "attribute": self.attribute_job.function,
+                "erase": self.erasure.function,
                 "publish": self.events.publish,
                 "crm_writeback": self.events.worker,
             },

@@ -33,7 +33,7 @@ tracer = get_tracer()
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     email = (event or {}).get("email")
     if not isinstance(email, str) or not email.strip():
-        return {"error": "invoke with {\"email\": \"...\"}"}
+        return {"error": 'invoke with {"email": "..."}'}
     try:
         report = erase_person(email, store=store, lake=lake, now_ms=now_ms())
     except ClientInputError as exc:

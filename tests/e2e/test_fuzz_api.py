@@ -7,8 +7,8 @@ body that matches the documented schema; invalid requests must be refused. Webho
 signed the way each CRM signs (by a ``requests`` auth hook, over the exact bytes sent), so the fuzzed
 bodies reach the adapters' parsers instead of stopping at the signature check.
 
-Bounded: a fixed number of examples per operation, no deadline (the first call of a function loads
-it), well under a minute in all.
+Bounded: a fixed number of examples per operation (random each run: a failure prints the seed to
+reproduce it with ``@seed``), no deadline (the first call of a function loads it), about 20 s in all.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def test_the_gateway_serves_the_published_document(local_stack: LocalStack) -> N
     assert served.json() == json.loads(PUBLISHED_DOCUMENT.read_text())
 
 
+@pytest.mark.parametrize("method", ["TRACE", "PATCH", "QUERY"])
+def test_a_method_without_a_route_is_a_404_as_api_gateway_answers(
+    local_stack: LocalStack, method: str
+) -> None:
+    reply = requests.request(method, f"{local_stack.url}/collect", timeout=10)
+    assert (reply.status_code, reply.json()) == (404, {"message": "Not Found"})
+
+
 class CrmSignature(requests.auth.AuthBase):
     """Sign a webhook request as its CRM does, over the exact bytes requests is about to send."""
 
@@ -85,7 +93,9 @@ class CrmSignature(requests.auth.AuthBase):
             # The adapter verifies https://{Host}{path}, as API Gateway's domain name gives it.
             signed_url = "https://" + url.split("://", 1)[1]
             secret = LOCAL_CRM_SECRETS["hubspot"]["client_secret"]
-            request.headers["X-HubSpot-Signature-v3"] = sign_hubspot_v3(secret, "POST", signed_url, raw, stamp)
+            request.headers["X-HubSpot-Signature-v3"] = sign_hubspot_v3(
+                secret, "POST", signed_url, raw, stamp
+            )
             request.headers["X-HubSpot-Request-Timestamp"] = str(stamp)
         elif "/webhooks/pipedrive" in url:
             pipedrive = LOCAL_CRM_SECRETS["pipedrive"]

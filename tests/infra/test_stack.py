@@ -95,7 +95,7 @@ def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Templa
     for service, properties in ours.items():
         # The attribute job (pyarrow, numpy) and the publish function (numpy, for deal.won's credit)
         # also get the AWS SDK for pandas layer.
-        with_pandas = {"closedloop-attribute", "closedloop-publish"}
+        with_pandas = {"closedloop-attribute", "closedloop-publish", "closedloop-erase"}
         assert len(properties["Layers"]) == (3 if service in with_pandas else 2), service
     parameters = template.to_json()["Parameters"]
     assert any(
@@ -142,6 +142,7 @@ def test_functions_get_exact_dynamodb_actions_on_exact_resources(template: Templ
             "dynamodb:UpdateItem",
             "dynamodb:ConditionCheckItem",
             "dynamodb:Query",
+            "dynamodb:BatchWriteItem",  # the erase function deletes a person's items, 25 at a time
             # the publish function reads the table's stream, on the stream's own ARN
             "dynamodb:DescribeStream",
             "dynamodb:GetRecords",

@@ -43,7 +43,9 @@ BUYER = "cfo@buyer.example.com"  # the other contact of Ada's deal: stays on it
 ENV = {"TABLE_NAME": TABLE_NAME, "BUCKET_NAME": BUCKET}
 
 
-def deal(loop: dict[str, ModuleType], event_id: str, deal_id: str, emails: list[str], status: str) -> None:
+def deal(
+    functions: dict[str, ModuleType], event_id: str, deal_id: str, emails: list[str], status: str
+) -> None:
     body = json.dumps(
         {
             "event_id": event_id,
@@ -57,18 +59,30 @@ def deal(loop: dict[str, ModuleType], event_id: str, deal_id: str, emails: list[
         }
     ).encode()
     headers = {"x-closedloop-signature": sign_generic(SIGNING_SECRET, body, int(time.time()))}
-    event = api_event("POST", "/webhooks/generic", body=body, content_type="application/json", headers=headers)
-    assert invoke(loop["crm_webhook"], event)[0] == 200
+    event = api_event(
+        "POST", "/webhooks/generic", body=body, content_type="application/json", headers=headers
+    )
+    assert invoke(functions["crm_webhook"], event)[0] == 200
 
 
 @pytest.fixture
 def ada_and_bob(loop: dict[str, ModuleType]) -> dict[str, ModuleType]:  # noqa: F811 - the fixture
     """Ada: two devices, a form, a won deal shared with a buyer's CFO. Bob: his own visit, form, deal."""
-    visit(loop, ADA_LAPTOP, "evt-ada-00001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc", at=NOW - 5 * DAY)
-    visit(loop, ADA_PHONE, "evt-ada-00002", f"{SITE_ORIGIN}/?utm_source=news&utm_medium=email", at=NOW - 2 * DAY)
+    visit(
+        loop,
+        ADA_LAPTOP,
+        "evt-ada-00001",
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        at=NOW - 5 * DAY,
+    )
+    visit(
+        loop, ADA_PHONE, "evt-ada-00002", f"{SITE_ORIGIN}/?utm_source=news&utm_medium=email", at=NOW - 2 * DAY
+    )
     identify(loop, ADA_LAPTOP, ADA)
     identify(loop, ADA_PHONE, ADA)
-    visit(loop, BOB_VISITOR, "evt-bob-00001", f"{SITE_ORIGIN}/blog", at=NOW - 3 * DAY, referrer="https://x.com/")
+    visit(
+        loop, BOB_VISITOR, "evt-bob-00001", f"{SITE_ORIGIN}/blog", at=NOW - 3 * DAY, referrer="https://x.com/"
+    )
     identify(loop, BOB_VISITOR, "bob@example.com")
     deal(loop, "deal-a-1", "A-1", [ADA, BUYER], "won")
     deal(loop, "deal-b-1", "B-1", ["bob@example.com"], "open")
@@ -158,7 +172,9 @@ def test_erasing_twice_or_someone_unknown_changes_nothing(ada_and_bob, dynamodb,
     assert closedloop_cli(["erase", "--email", ADA], environ=ENV) == 0
     assert closedloop_cli(["erase", "--email", "nobody@example.com"], environ=ENV) == 0
 
-    assert [json.loads(line)["erased"]["found"] for line in capsys.readouterr().out.splitlines()] == [False] * 2
+    assert [json.loads(line)["erased"]["found"] for line in capsys.readouterr().out.splitlines()] == [
+        False
+    ] * 2
     assert (table_text(dynamodb), lake_objects()) == (table, lake)
 
 
@@ -197,3 +213,5 @@ def test_the_erase_function_takes_an_email_and_answers_counts(ada_and_bob, dynam
 def test_the_cli_needs_a_table_and_a_valid_address(capsys):
     assert closedloop_cli(["erase", "--email", ADA], environ={}) == 2
     assert "TABLE_NAME" in capsys.readouterr().err
+    assert closedloop_cli(["erase", "--email", "not an address"], environ=ENV) == 2
+    assert "not valid" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """One logger, metrics and (on demand) tracer per process (Powertools), configured from the environment.
 
 Log with keyword fields, never f-strings, and never personal data. As a second line of defence the
-logger's formatter redacts anything shaped like an email or an IPv4/IPv6 address from every line.
+logger's formatter redacts anything shaped like an email or an IPv4/IPv6 address from every line, and
+logs an HTTP API event (when an operator turns on ``POWERTOOLS_LOGGER_LOG_EVENT``) as its route only:
+bodies, headers, query strings and cookies carry form fields, URL tokens and credentials.
 
 The tracer is made on first use: Powertools' Tracer imports the X-Ray SDK and patches botocore, about
 180 ms of cold start on this machine. The collect function, the hot path whose cold start is budgeted
@@ -31,10 +33,34 @@ _PERSONAL = re.compile(
 )
 
 
+def _is_http_event(message: object) -> bool:
+    return (
+        isinstance(message, dict)
+        and "requestContext" in message
+        and ("rawPath" in message or "path" in message)
+    )
+
+
+def _event_summary(event: dict[str, Any]) -> dict[str, Any]:
+    """What an HTTP API event may show in a log: its route and size, never its body, headers, query
+    string or cookies (form fields, URL tokens, credentials, IP addresses)."""
+    context = event.get("requestContext") or {}
+    return {
+        "event": "summarised",
+        "routeKey": event.get("routeKey"),
+        "rawPath": event.get("rawPath") or event.get("path"),
+        "requestId": context.get("requestId"),
+        "bodyLength": len(event.get("body") or ""),
+    }
+
+
 class RedactingFormatter(LambdaPowertoolsFormatter):
-    """Powertools' JSON lines, with emails and IP addresses replaced by ``[redacted]``."""
+    """Powertools' JSON lines, with emails and IP addresses replaced by ``[redacted]``, and an HTTP API
+    event (``POWERTOOLS_LOGGER_LOG_EVENT=true``) logged as its route only."""
 
     def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
+        if _is_http_event(log.get("message")):
+            log = {**log, "message": _event_summary(log["message"])}
         return _PERSONAL.sub("[redacted]", super().serialize(log))
 
 

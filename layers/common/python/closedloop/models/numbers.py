@@ -9,7 +9,7 @@ that names the field, never a 500 or a 503 that a client would retry forever.
 
 from __future__ import annotations
 
-from decimal import Clamped, Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded, Underflow
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 
 __all__ = ["MAX_DIGITS", "is_storable_number"]
 
