@@ -157,10 +157,11 @@ def test_page_views_and_touches_expire_after_the_retention_and_nothing_else_does
         request("POST", "/identify", body={"email": "a@example.com", "visitor_id": VISITOR}),
     )
 
-    # Then the page view and the touch expire 30 days later (epoch seconds); the rest is kept until erased
+    # Then the page view, the touch and the running session expire 30 days later (epoch seconds);
+    # the lead and its links are kept until erased
     items = dynamodb.scan(TableName=TABLE_NAME)["Items"]
     expiring = {i["sk"]["S"][:2]: int(i["expires_at"]["N"]) for i in items if "expires_at" in i}
-    assert set(expiring) == {"E#", "T#"}
+    assert set(expiring) == {"E#", "T#", "ST"}
     for expires in expiring.values():
         assert before + 30 * 86_400 - 5 <= expires <= time.time() + 30 * 86_400 + 5
 

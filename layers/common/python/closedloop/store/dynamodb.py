@@ -184,7 +184,11 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
             {
                 "Put": {
                     "TableName": self.table_name,
-                    "Item": self._item({"pk": pk, "sk": "STATE", **new_state.model_dump()}),
+                    # The running session expires with the visitor's last event (a returning visitor
+                    # simply starts afresh).
+                    "Item": self._item(
+                        {"pk": pk, "sk": "STATE", **new_state.model_dump(), "expires_at": event.expires_at}
+                    ),
                     **(
                         {"ConditionExpression": "attribute_not_exists(pk)"}
                         if previous_version is None
