@@ -12,7 +12,7 @@ from tests.e2e.conftest import ARTIFACTS
 pytestmark = pytest.mark.browser
 
 
-def wait_for(predicate, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from closedloop import aws
+
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
@@ -264,13 +266,7 @@ class EventPublisher:
     @property
     def client(self) -> EventBridgeClient:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
-            )
-            self._client = boto3.client("events", config=config)
+            self._client = aws.client("events")
         return self._client
 
     def publish(self, events: Sequence[DomainEvent]) -> PublishResult:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from closedloop import aws
 from closedloop.errors import DependencyError
 
 if TYPE_CHECKING:
@@ -37,9 +38,7 @@ class Lake:
     @property
     def client(self) -> S3Client:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
+            self._client = aws.client("s3")
         return self._client
 
     @staticmethod

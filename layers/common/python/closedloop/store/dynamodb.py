@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from closedloop import aws
 from closedloop.clock import iso_ms
 from closedloop.errors import StoreUnavailableError
 from closedloop.models.leads import Lead, Submission, VisitorLink
@@ -79,14 +80,7 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            # Standard retry mode backs off on throttling; after that the caller gets a 503 to retry.
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
-            )
-            self._client = boto3.client("dynamodb", config=config)
+            self._client = aws.client("dynamodb")
         return self._client
 
     # -- (de)serialisation -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from closedloop import aws
 from closedloop.errors import DependencyError
 
 if TYPE_CHECKING:
@@ -54,13 +55,7 @@ class WritebackQueue:
     @property
     def client(self) -> SQSClient:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            config = Config(
-                retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5
-            )
-            self._client = boto3.client("sqs", config=config)
+            self._client = aws.client("sqs")
         return self._client
 
     def notify(self, lead_ids: Iterable[str]) -> int:
