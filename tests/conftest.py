@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import boto3
 import pytest
+from hypothesis import settings
 from moto import mock_aws
 
 from closedloop.store.schema import create_table
+
+# CI explores the same examples every run, so a red build is reproducible (CI=true make test);
+# on a developer's machine property tests and the fuzzer explore new examples each run.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+    settings.load_profile("ci")
 
 TABLE_NAME = "closedloop-test"
 SITE_ORIGIN = "https://www.acme.test"
