@@ -258,3 +258,48 @@ def test_a_late_touch_changes_only_the_affected_partitions(closed_loop):
     assert "touches" in changed
     assert "attribution_credits" in changed  # Bob's deal now has two touches
     assert "leads" not in changed  # Bob's lead profile itself did not change
+
+
+def test_a_merged_device_changes_only_the_partitions_it_affects(closed_loop):
+    run_job(closed_loop, RECENT)
+    before = lake_snapshot()
+    # Ada's phone, seen six days ago from a LinkedIn ad, now fills a form with her email
+    phone_day = datetime.fromtimestamp((NOW - 6 * DAY) / 1000, tz=UTC).date().isoformat()
+    visit(
+        closed_loop,
+        "AdaPhoneDDDDDDDDDDDDDD",
+        "evt-ada-phone",
+        f"{SITE_ORIGIN}/?utm_source=linkedin&utm_medium=paid_social",
+        at=NOW - 6 * DAY,
+    )
+    identify(closed_loop, "AdaPhoneDDDDDDDDDDDDDD", "ada@example.com")
+
+    run_job(closed_loop)
+
+    after = lake_snapshot()
+    changed = {key for key in set(before) | set(after) if before.get(key) != after.get(key)}
+    untouched_days = {
+        datetime.fromtimestamp((NOW - n * DAY) / 1000, tz=UTC).date().isoformat() for n in (5, 4, 3, 2)
+    }
+    assert f"touches/dt={phone_day}/part-0.parquet" in changed
+    assert not any(
+        key.startswith("touches/") and key.split("dt=")[1][:10] in untouched_days for key in changed
+    )
+    # Ada's won deal is credited again: its first touch is now the LinkedIn ad
+    sql = duckdb_over_lake_from(after)
+    first = sql.execute(
+        "SELECT channel FROM closedloop.attribution_credits WHERE model = 'first_touch' "
+        "AND deal_id = 'A-1' AND credit > 0"
+    ).fetchall()
+    assert first == [("Paid Social",)]
+
+
+def duckdb_over_lake_from(objects: dict[str, bytes]) -> duckdb.DuckDBPyConnection:
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    for key, body in objects.items():
+        if key.endswith(".parquet"):
+            (folder / key).parent.mkdir(parents=True, exist_ok=True)
+            (folder / key).write_bytes(body)
+    return lakeview_connection(folder)
