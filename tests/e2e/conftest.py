@@ -28,7 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
-    # One stack per test session: moto's backends are per process, so a second server would share them.
+    # One stack per pytest worker: its moto server runs in a child process, apart from the unit tests' mocks.
     with LocalStack(table_name=f"closedloop-e2e-{uuid.uuid4().hex[:8]}") as stack:
         yield stack
 

@@ -61,3 +61,25 @@ def test_the_gateway_serves_the_api_and_the_demo_site(stack):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"{stack.url}/site/../../../../etc/passwd")
     assert missing.value.code == 404
+
+
+def test_a_unit_tests_mock_in_the_same_process_leaves_the_stacks_table_alone(stack):
+    from moto import mock_aws
+
+    # Starting and stopping an in-process mock resets moto's backends in this process only.
+    with mock_aws():
+        pass
+
+    assert stack.dynamodb().describe_table(TableName=stack.table_name)["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_stopping_the_stack_stops_its_moto_server():
+    import urllib.request
+
+    with LocalStack(table_name=f"closedloop-stack-{uuid.uuid4().hex[:8]}") as local:
+        moto_url = local.moto_url
+        with urllib.request.urlopen(f"{moto_url}/moto-api/") as reply:
+            assert reply.status == 200
+
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{moto_url}/moto-api/", timeout=2)

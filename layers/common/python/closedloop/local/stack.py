@@ -7,7 +7,6 @@ endpoint override in AWS; nothing in the product knows it runs locally.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -15,8 +14,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from closedloop.local import moto_speedups
 from closedloop.local.gateway import LocalGateway
+from closedloop.local.moto_server import MotoServerProcess
 from closedloop.store.schema import create_table
 
 __all__ = ["LOCAL_CRM_SECRETS", "LocalStack", "free_port"]
@@ -46,15 +45,16 @@ class LocalStack:
     region: str = "us-east-1"
     extra_env: dict[str, str] = field(default_factory=dict)
     functions_dir: Path | None = None
-    moto_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         self._saved_env: dict[str, str | None] = {}
         self.gateway: LocalGateway | None = None
+        self._moto = MotoServerProcess()
 
     @property
     def moto_url(self) -> str:
-        return f"http://127.0.0.1:{self.moto_port}"
+        assert self._moto.port, "the stack is not started"
+        return self._moto.url
 
     @property
     def url(self) -> str:
@@ -73,12 +73,15 @@ class LocalStack:
         return boto3.client("dynamodb", region_name=self.region, endpoint_url=self.moto_url)
 
     def __enter__(self) -> Self:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-        moto_speedups.install()
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self._moto.start()
+        try:
+            self._start_backend()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start_backend(self) -> None:
         # The gateway's port must be known before the functions load: it is the allowed origin.
         gateway_port = self.port or free_port()
         origin = f"http://127.0.0.1:{gateway_port}"
@@ -109,7 +112,6 @@ class LocalStack:
         ).create_secret(Name=f"{self.table_name}-webhooks", SecretString=json.dumps(LOCAL_CRM_SECRETS))
         self._set_env({"BUCKET_NAME": self.bucket_name, "WEBHOOK_SECRET_ARN": secret["ARN"]})
         self.gateway = LocalGateway(port=gateway_port, functions_dir=self.functions_dir).start()
-        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
