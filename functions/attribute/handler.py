@@ -47,9 +47,16 @@ def days_to_refresh(event: dict[str, Any], *, now: int, watermark: int | None) -
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = now_ms()
-    days = days_to_refresh(event or {}, now=started, watermark=store.get_job_watermark(JOB))
-    report = run_attribute_job(store, lake, days=days, now_ms=started, settings=settings.job_settings())
-    store.set_job_watermark(JOB, started)
+    event = event or {}
+    watermark = store.get_job_watermark(JOB)
+    days = days_to_refresh(event, now=started, watermark=watermark)
+    backfill = "from" in event or "to" in event
+    rebuild = event.get("mode") == "full" or (watermark is None and not backfill)
+    report = run_attribute_job(
+        store, lake, days=days, now_ms=started, settings=settings.job_settings(), rebuild=rebuild
+    )
+    if not backfill:  # a backfill of old days must not make the schedule skip what changed since its last run
+        store.set_job_watermark(JOB, started)
     metrics.add_metric(name="AttributeRunSeconds", unit=MetricUnit.Seconds, value=(now_ms() - started) / 1000)
     metrics.add_metric(name="CreditRowsWritten", unit=MetricUnit.Count, value=report.credit_rows)
     metrics.add_metric(name="PartitionsWritten", unit=MetricUnit.Count, value=report.partitions_written)

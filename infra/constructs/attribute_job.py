@@ -18,6 +18,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct, IConstruct
 
 from closedloop.analytics.datasets import DATASETS
+from closedloop.lake import SPEND_PREFIX, STATE_PREFIX
 from infra.constructs.functions import ClosedloopFunction
 from infra.constructs.layers import PYTHON_VERSION
 from infra.constructs.storage import StorageConstruct
@@ -28,7 +29,6 @@ SDK_FOR_PANDAS_VERSION = "3.16.0"
 SDK_FOR_PANDAS_PARAMETER = (
     f"/aws/service/aws-sdk-pandas/{SDK_FOR_PANDAS_VERSION}/py{PYTHON_VERSION}/arm64/layer-arn"
 )
-SPEND_PREFIX = "spend/"  # ad-spend CSVs dropped by analysts; the job only reads them
 TABLE_ACTIONS = ("GetItem", "PutItem", "Query")  # reads, and the job's watermark item
 # closedloop.lake replaces a partition with one PutObject (never multipart) or deletes it.
 DATASET_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
@@ -138,10 +138,11 @@ class AttributeJobConstruct(Construct):
         )
 
     def _grant_bucket(self, bucket: s3.IBucket) -> None:
-        """Read/write/delete under each dataset's prefix, read under ``spend/``, list only those prefixes."""
-        dataset_objects = [bucket.arn_for_objects(f"{d.name}/*") for d in DATASETS]
+        """Read/write/delete under each dataset's prefix and ``state/``, read ``spend/``, list only those."""
+        written = [f"{d.name}/*" for d in DATASETS] + [f"{STATE_PREFIX}*"]
+        dataset_objects = [bucket.arn_for_objects(prefix) for prefix in written]
         spend_objects = bucket.arn_for_objects(f"{SPEND_PREFIX}*")
-        prefixes = [f"{d.name}/*" for d in DATASETS] + [f"{SPEND_PREFIX}*"]
+        prefixes = [*written, f"{SPEND_PREFIX}*"]
         statements = [
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
@@ -160,8 +161,8 @@ class AttributeJobConstruct(Construct):
             Validations.of(self).acknowledge(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}]",
-                    reason=f"Objects of one dataset (or the spend CSVs) under {prefix}; the keys are "
-                    "dt=<day>/part-N.parquet files the job rewrites each run.",
+                    reason=f"Objects under {prefix}: one dataset's dt=<day>/part-N.parquet files the job "
+                    "rewrites each run, the spend CSVs it reads, or its own state between runs.",
                 )
             )
 

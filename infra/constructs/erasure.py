@@ -3,7 +3,8 @@
 No HTTP route and no schedule: only a principal allowed ``lambda:InvokeFunction`` on it (an admin's
 role) can run it. Its grants are exactly what ``closedloop.erasure`` does: read the person's partitions,
 rewrite a deal's contacts, delete items in batches; read, rewrite and list the partitions of the five
-datasets that hold rows of a person (never ``channel_daily`` or ``spend/``).
+datasets that hold rows of a person and the attribute job's training journeys under ``state/`` (never
+``channel_daily`` or ``spend/``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from closedloop.erasure import DEAL_DATASETS
+from closedloop.lake import STATE_PREFIX
 from infra.constructs.attribute_job import _logical_id
 from infra.constructs.functions import ClosedloopFunction
 from infra.constructs.storage import StorageConstruct
@@ -51,7 +53,7 @@ class ErasureConstruct(Construct):
             description='Closedloop erasure of one person: invoke with {"email": "..."}',
         )
         table.grant(self.function, *TABLE_ACTIONS)
-        prefixes = [f"{name}/*" for name in PERSON_DATASETS]
+        prefixes = [f"{name}/*" for name in PERSON_DATASETS] + [f"{STATE_PREFIX}*"]
         self.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:ListBucket"],
@@ -70,8 +72,8 @@ class ErasureConstruct(Construct):
             Validations.of(self).acknowledge(
                 Acknowledgment(
                     id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}]",
-                    reason=f"The partitions of one dataset under {prefix}; an erasure rewrites the ones "
-                    "that hold the person's rows.",
+                    reason=f"The partitions of one dataset (or the job's state) under {prefix}; an erasure "
+                    "rewrites the ones that hold the person's rows.",
                 )
             )
         CfnOutput(

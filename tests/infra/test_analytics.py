@@ -252,7 +252,7 @@ def test_the_job_gets_exact_table_actions_and_no_service_wildcards(template: Tem
     assert not any(str(a).endswith(":*") for a in every_action)
 
 
-def test_the_job_reads_and_writes_only_dataset_prefixes_and_reads_spend(
+def test_the_job_reads_and_writes_only_dataset_prefixes_and_its_state_and_reads_spend(
     template: Template, bucket_id: str
 ) -> None:
     s3_statements = [
@@ -260,7 +260,7 @@ def test_the_job_reads_and_writes_only_dataset_prefixes_and_reads_spend(
         for s in _attribute_statements(template)
         if any(str(a).startswith("s3:") for a in _list(s["Action"]))
     ]
-    datasets = {f"s3://<bucket>/{d.name}/*" for d in DATASETS}
+    datasets = {f"s3://<bucket>/{d.name}/*" for d in DATASETS} | {"s3://<bucket>/state/*"}
     by_actions: dict[frozenset[str], set[str]] = {}
     for statement in s3_statements:
         resources = {_join(r, bucket_id, arn=True) for r in _list(statement["Resource"])}
@@ -272,7 +272,8 @@ def test_the_job_reads_and_writes_only_dataset_prefixes_and_reads_spend(
     assert by_actions[frozenset({"s3:GetObject"})] == {"s3://<bucket>/spend/*"}
     [listing] = [s for s in s3_statements if s["Action"] == "s3:ListBucket"]
     assert set(listing["Condition"]["StringLike"]["s3:prefix"]) == {f"{d.name}/*" for d in DATASETS} | {
-        "spend/*"
+        "spend/*",
+        "state/*",
     }
 
 

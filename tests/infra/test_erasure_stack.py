@@ -76,6 +76,6 @@ def test_the_erase_function_gets_exactly_the_grants_an_erasure_needs(template: T
     objects = next(s for s in statements if "s3:PutObject" in _actions(s))
     prefixes = sorted(str(r["Fn::Join"][1][-1]) for r in objects["Resource"])
     assert prefixes == sorted(
-        f"/{d}/*" for d in ("touches", "leads", "deals", "attribution_credits", "pipeline")
+        f"/{d}/*" for d in ("touches", "leads", "deals", "attribution_credits", "pipeline", "state")
     )
     assert not any(a.startswith(("secretsmanager:", "events:", "sqs:")) for a in actions)

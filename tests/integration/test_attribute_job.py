@@ -303,3 +303,95 @@ def duckdb_over_lake_from(objects: dict[str, bytes]) -> duckdb.DuckDBPyConnectio
             (folder / key).parent.mkdir(parents=True, exist_ok=True)
             (folder / key).write_bytes(body)
     return lakeview_connection(folder)
+
+
+class Clock:
+    """``closedloop.clock``'s time source, set by the test: the job's watermark days follow it."""
+
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def time_ns(self) -> int:
+        return self.ms * 1_000_000
+
+
+def data_driven_credits(tmp_path: Path, deal_id: str) -> dict[tuple[str, str], float]:
+    rows = (
+        duckdb_over_lake(tmp_path)
+        .execute(
+            "SELECT model, channel, SUM(credit) FROM closedloop.attribution_credits "
+            "WHERE deal_id = ? AND model IN ('markov', 'shapley') GROUP BY model, channel",
+            [deal_id],
+        )
+        .fetchall()
+    )
+    return {(model, channel): round(credit, 9) for model, channel, credit in rows}
+
+
+def test_an_hourly_run_credits_a_deal_as_a_full_rebuild_would(loop, monkeypatch, tmp_path):
+    """The data-driven models learn from every journey of the period, not only from the run's deals."""
+    clock = Clock(NOW - 5 * DAY)
+    monkeypatch.setattr("closedloop.clock.time", clock)
+    # Five days ago: Ada (paid search, then email) and Bob (paid search, then direct) became customers
+    for name, second in (("Ada", "utm_source=newsletter&utm_medium=email"), ("Bob", "")):
+        visitor = f"{name}Visitor".ljust(22, name[0].upper())
+        visit(
+            loop,
+            visitor,
+            f"evt-{name}-1",
+            f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+            at=clock.ms - DAY,
+        )
+        visit(loop, visitor, f"evt-{name}-2", f"{SITE_ORIGIN}/pricing?{second}", at=clock.ms - HOUR)
+        identify(loop, visitor, f"{name.lower()}@example.com")
+        deal_event(
+            loop, f"deal-{name}", f"{name}-1", f"{name.lower()}@example.com", "won", "1000", at=clock.ms
+        )
+    # Cy came from a partner's site, then directly, and has no deal yet
+    visit(
+        loop,
+        "CyVisitorCCCCCCCCCCCCC",
+        "evt-cy-1",
+        f"{SITE_ORIGIN}/",
+        at=clock.ms - DAY,
+        referrer="https://partner.example/",
+    )
+    visit(loop, "CyVisitorCCCCCCCCCCCCC", "evt-cy-2", f"{SITE_ORIGIN}/pricing", at=clock.ms - HOUR)
+    identify(loop, "CyVisitorCCCCCCCCCCCCC", "cy@example.com")
+    run_job(loop)
+    clock.ms = NOW - 3 * DAY
+    run_job(loop)  # the hourly schedule, caught up
+
+    # Today Cy's deal opens; the hourly run sees only that change
+    clock.ms = NOW
+    deal_event(loop, "deal-cy", "Cy-1", "cy@example.com", "open", "1000", at=NOW - 60_000)
+    assert run_job(loop)["deals"] == 1
+    hourly = data_driven_credits(tmp_path / "hourly", "Cy-1")
+
+    run_job(loop, {"mode": "full"})
+
+    assert hourly == data_driven_credits(tmp_path / "rebuilt", "Cy-1")
+    assert hourly[("markov", "Direct")] != hourly[("markov", "Referral")]  # learnt, not split evenly
+
+
+def test_a_backfill_of_old_days_does_not_make_the_schedule_skip_newer_changes(loop, monkeypatch):
+    clock = Clock(NOW - 3 * DAY)
+    monkeypatch.setattr("closedloop.clock.time", clock)
+    visit(
+        loop,
+        "AdaVisitorAAAAAAAAAAAA",
+        "evt-ada-1",
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        at=clock.ms,
+    )
+    identify(loop, "AdaVisitorAAAAAAAAAAAA", "ada@example.com")
+    run_job(loop)
+    clock.ms = NOW - 2 * DAY
+    deal_event(loop, "deal-ada", "Ada-1", "ada@example.com", "won", "1000", at=clock.ms)
+
+    # An analyst backfills last month before the next scheduled run
+    clock.ms = NOW
+    old = datetime.fromtimestamp((NOW - 30 * DAY) / 1000, tz=UTC).date().isoformat()
+    run_job(loop, {"from": old, "to": old})
+
+    assert run_job(loop)["deals"] == 1

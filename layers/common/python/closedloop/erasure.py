@@ -14,7 +14,8 @@ it. What is erased (:func:`erase_person`):
   re-indexed as changed now, so the next attribute run credits it again without this person;
 - in the lake: the lead's row of ``leads``, the erased touches' rows of ``touches``, and every row of
   the affected deals in ``deals``, ``attribution_credits`` and ``pipeline`` (their credits were
-  computed from this person's journey; the next attribute run writes them again without it).
+  computed from this person's journey; the next attribute run writes them again without it), and
+  the lead's and its deals' paths among the attribute job's training journeys (``state/``).
 
 Order makes a failed erasure safe to run again: the lake first (while the table still says where the
 person's rows are), then the deals, the visitors, and the lead's own partition last (it holds the
@@ -209,6 +210,12 @@ def _erase_from_lake(lake: Lake, plan: _Plan, report: ErasureReport) -> None:
         _rewrite(lake, name, plan.deal_days | plan.lead_days, deal_kept, report)
     if plan.deals:
         _rewrite(lake, "pipeline", lake.partitions("pipeline"), deal_kept, report)
+    from closedloop.analytics.training import TrainingJourneys
+
+    training = TrainingJourneys.load(lake)
+    if removed := training.forget_lead(lead_id, plan.deals):
+        training.save(lake)
+        report.rows_removed += removed
 
 
 def erase_person(email: str, *, store: ErasureStore, lake: Lake | None, now_ms: int) -> ErasureReport:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["Lake", "LakeUnavailableError"]
 
 SPEND_PREFIX = "spend/"
+STATE_PREFIX = "state/"
 
 
 class LakeUnavailableError(DependencyError):
@@ -57,22 +58,47 @@ class Lake:
         except BotoCoreError as exc:
             raise LakeUnavailableError(f"S3 {operation} failed") from exc
 
+    @staticmethod
+    def state_key(name: str) -> str:
+        return f"{STATE_PREFIX}{name}.parquet"
+
     def read(self, dataset: str, dt: str, schema: pa.Schema) -> pa.Table:
         """The partition's rows (an empty table when it does not exist)."""
-        reply = self._call("get_object", Bucket=self.bucket, Key=self.key(dataset, dt))
+        return self._read_object(self.key(dataset, dt), schema)
+
+    def write(self, dataset: str, dt: str, table: pa.Table) -> int:
+        """Replace the partition whole (or delete it when ``table`` is empty); return the bytes written."""
+        return self._write_object(self.key(dataset, dt), table)
+
+    def read_state(self, name: str, schema: pa.Schema) -> pa.Table:
+        """The job's own state between runs (under ``state/``, outside every Athena table).
+
+        Listed before it is read: the job's role may list only its own prefixes, and without that
+        S3 answers a missing key with 403, not 404.
+        """
+        key = self.state_key(name)
+        reply = self._call("list_objects_v2", Bucket=self.bucket, Prefix=key) or {}
+        if not any(item["Key"] == key for item in reply.get("Contents", [])):
+            return schema.empty_table()
+        return self._read_object(key, schema)
+
+    def write_state(self, name: str, table: pa.Table) -> int:
+        return self._write_object(self.state_key(name), table)
+
+    def _read_object(self, key: str, schema: pa.Schema) -> pa.Table:
+        reply = self._call("get_object", Bucket=self.bucket, Key=key)
         if reply is None:
             return schema.empty_table()
         return pq.read_table(io.BytesIO(reply["Body"].read())).cast(schema)
 
-    def write(self, dataset: str, dt: str, table: pa.Table) -> int:
-        """Replace the partition whole (or delete it when ``table`` is empty); return the bytes written."""
+    def _write_object(self, key: str, table: pa.Table) -> int:
         if table.num_rows == 0:
-            self._call("delete_object", Bucket=self.bucket, Key=self.key(dataset, dt))
+            self._call("delete_object", Bucket=self.bucket, Key=key)
             return 0
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="snappy", use_dictionary=True, write_statistics=True)
         body = buffer.getvalue()
-        self._call("put_object", Bucket=self.bucket, Key=self.key(dataset, dt), Body=body)
+        self._call("put_object", Bucket=self.bucket, Key=key, Body=body)
         return len(body)
 
     def partitions(self, dataset: str) -> list[str]:

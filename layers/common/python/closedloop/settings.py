@@ -124,6 +124,8 @@ class AttributeSettings(Settings):
     # JSON object: units of the base currency per unit of each currency, e.g. {"EUR": "1.08"}.
     currency_rates: Annotated[dict[str, Decimal], Field(default_factory=dict)]
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 395
+    # The data-driven models learn from the journeys that ended in this many days before the run.
+    training_days: Annotated[float, Field(gt=0, le=3650)] = 365
 
     @field_validator("currency_rates", mode="before")
     @classmethod
@@ -137,6 +139,7 @@ class AttributeSettings(Settings):
             lookback_days=self.lookback_days,
             base_currency=self.base_currency,
             rates={k.upper(): Decimal(v) for k, v in self.currency_rates.items()},
+            training_days=self.training_days,
         )
 
 

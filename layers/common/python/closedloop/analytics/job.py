@@ -25,8 +25,10 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from closedloop.analytics.datasets import Dataset, dataset
+from closedloop.analytics.training import TrainingJourney, TrainingJourneys, lead_journey_key
 from closedloop.attribution import ALL_MODELS, AttributionModel, AttributionOptions, JourneyBatch, attribute
 from closedloop.clock import day_of
 from closedloop.crm.models import DealLifecycle
@@ -65,6 +67,7 @@ class JobSettings:
     rates: dict[str, Decimal] = field(default_factory=dict)
     models: tuple[AttributionModel, ...] = ALL_MODELS
     half_life_days: float = 7.0
+    training_days: float = 365.0  # the period whose journeys the data-driven models learn from
 
 
 @dataclass
@@ -74,6 +77,7 @@ class JobReport:
     leads: int = 0
     deals: int = 0
     credit_rows: int = 0
+    training_journeys: int = 0
     partitions_written: int = 0
     bytes_written: int = 0
 
@@ -171,52 +175,73 @@ def _credits_day(deal: StoredDeal) -> str:
     return day_of(_conversion_time(deal))
 
 
-def _build_batch(conversions: list[_Conversion], others: list[list[Touch]]) -> tuple[JourneyBatch, list[str]]:
-    journeys = [c.journey for c in conversions] + others
-    names = sorted({t.channel for journey in journeys for t in journey}) or ["Direct"]
-    code = {name: i for i, name in enumerate(names)}
-    lengths = np.array([len(j) for j in journeys], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    flat = [t for journey in journeys for t in journey]
+def _build_batch(conversions: list[_Conversion], training: pa.Table) -> JourneyBatch:
+    """The run's conversions first (they are credited), then the other journeys the models learn from."""
     n_conv = len(conversions)
-    batch = JourneyBatch.from_arrays(
-        offsets,
-        np.array([code[t.channel] for t in flat], dtype=np.int32),
+    flat = [t for c in conversions for t in c.journey]
+    learnt_channels = pc.list_flatten(training["channels"])
+    names = sorted({t.channel for t in flat} | set(pc.unique(learnt_channels).to_pylist())) or ["Direct"]
+    code = {name: i for i, name in enumerate(names)}
+    lengths = np.concatenate(
+        [
+            np.array([len(c.journey) for c in conversions], dtype=np.int64),
+            pc.list_value_length(training["channels"]).to_numpy(zero_copy_only=False).astype(np.int64),
+        ]
+    )
+    return JourneyBatch.from_arrays(
+        np.concatenate([[0], np.cumsum(lengths)]),
+        np.concatenate(
+            [
+                np.array([code[t.channel] for t in flat], dtype=np.int32),
+                pc.index_in(learnt_channels, value_set=pa.array(names)).to_numpy(zero_copy_only=False),
+            ]
+        ).astype(np.int32),
         names,
-        converted=np.array([True] * n_conv + [False] * len(others)),
-        touch_time=np.array([t.occurred_at // 1000 for t in flat], dtype=np.int64),
-        conversion_time=np.array(
-            [c.at // 1000 for c in conversions]
-            + [max((t.occurred_at for t in j), default=0) // 1000 for j in others],
-            dtype=np.int64,
+        converted=np.concatenate(
+            [np.ones(n_conv, dtype=np.bool_), training["converted"].to_numpy(zero_copy_only=False)]
         ),
-        conversion_value=np.array([c.value for c in conversions] + [0.0] * len(others), dtype=np.float64),
-        lead_touch=np.array([c.lead_touch for c in conversions] + [-1] * len(others), dtype=np.int64),
-        opportunity_touch=np.array(
-            [c.opportunity_touch for c in conversions] + [-1] * len(others), dtype=np.int64
+        touch_time=np.concatenate(
+            [
+                np.array([t.occurred_at // 1000 for t in flat], dtype=np.int64),
+                pc.list_flatten(training["touch_times"]).to_numpy(zero_copy_only=False),
+            ]
+        ).astype(np.int64),
+        conversion_time=np.concatenate(
+            [np.array([c.at // 1000 for c in conversions], dtype=np.int64), training["ended_at"].to_numpy()]
+        ).astype(np.int64),
+        conversion_value=np.concatenate(
+            [np.array([c.value for c in conversions], dtype=np.float64), training["value"].to_numpy()]
+        ),
+        lead_touch=np.concatenate(
+            [np.array([c.lead_touch for c in conversions], dtype=np.int64), np.full(training.num_rows, -1)]
+        ),
+        opportunity_touch=np.concatenate(
+            [
+                np.array([c.opportunity_touch for c in conversions], dtype=np.int64),
+                np.full(training.num_rows, -1),
+            ]
         ),
     )
-    return batch, names
 
 
-def _credit_rows(
-    conversions: list[_Conversion], others: list[list[Touch]], settings: JobSettings
-) -> list[dict]:
-    """One row per deal x credited touch x model, plus '(no web touch)' rows for journeys with none."""
+def _credit_rows(conversions: list[_Conversion], training: pa.Table, settings: JobSettings) -> list[dict]:
+    """One row per deal x credited touch x model, plus '(no web touch)' rows for journeys with none.
+
+    ``training`` holds the other journeys of the period: the data-driven models learn from them too,
+    but only the run's own conversions are credited.
+    """
     rows: list[dict] = []
     options = AttributionOptions(lookback_days=settings.lookback_days, half_life_days=settings.half_life_days)
-    credits = None
-    if any(c.journey for c in conversions):
-        batch, _names = _build_batch(conversions, others)
-        credits = attribute(batch, models=settings.models, options=options)
     credited: set[int] = set()
-    if credits is not None:
+    if any(c.journey for c in conversions):
+        credits = attribute(_build_batch(conversions, training), models=settings.models, options=options)
+        mine = np.flatnonzero(credits.journey < len(conversions))
         for journey, touch, model, share, value in zip(
-            credits.journey.tolist(),
-            credits.touch.tolist(),
-            credits.model.tolist(),
-            credits.credit.tolist(),
-            credits.value_credit.tolist(),
+            credits.journey[mine].tolist(),
+            credits.touch[mine].tolist(),
+            credits.model[mine].tolist(),
+            credits.credit[mine].tolist(),
+            credits.value_credit[mine].tolist(),
             strict=True,
         ):
             conversion = conversions[journey]
@@ -228,6 +253,34 @@ def _credit_rows(
         if index not in credited:
             for model in settings.models:
                 rows.append(_credit_row(conversion, None, model, 1.0, conversion.value))
+    return rows
+
+
+def _training_rows(conversions: list[_Conversion], others: dict[str, list[Touch]]) -> list[TrainingJourney]:
+    rows = [
+        TrainingJourney(
+            journey_key=_deal_key(str(c.deal.crm), c.deal.deal_id),
+            lead_id=c.deal.lead_ids[0] if c.deal.lead_ids else None,
+            channels=[t.channel for t in c.journey],
+            touch_times=[t.occurred_at // 1000 for t in c.journey],
+            converted=True,
+            value=c.value,
+            ended_at=c.at // 1000,
+        )
+        for c in conversions
+    ]
+    rows += [
+        TrainingJourney(
+            journey_key=lead_journey_key(lead_id),
+            lead_id=lead_id,
+            channels=[t.channel for t in journey],
+            touch_times=[t.occurred_at // 1000 for t in journey],
+            converted=False,
+            value=0.0,
+            ended_at=journey[-1].occurred_at // 1000,
+        )
+        for lead_id, journey in others.items()
+    ]
     return rows
 
 
@@ -441,9 +494,18 @@ def _spend_by_day(lake: Lake, settings: JobSettings) -> dict[str, dict[tuple[str
 
 
 def run_attribute_job(
-    store: AttributeStore, lake: Lake, *, days: list[str], now_ms: int, settings: JobSettings
+    store: AttributeStore,
+    lake: Lake,
+    *,
+    days: list[str],
+    now_ms: int,
+    settings: JobSettings,
+    rebuild: bool = False,
 ) -> JobReport:
-    """Refresh every dataset for the changes of ``days`` (see the module docstring)."""
+    """Refresh every dataset for the changes of ``days`` (see the module docstring).
+
+    ``rebuild`` starts the models' training journeys afresh (a full run) instead of updating them.
+    """
     report = JobReport(days=days)
     reader = _Reader(store)
     writer = _Writer(lake, report)
@@ -534,13 +596,26 @@ def run_attribute_job(
             )
         )
     report.deals = len(conversions)
-    # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
-    others = [
-        j for j in (reader.journey([lead_id]) for lead_id in sorted(affected_leads - leads_with_deals)) if j
-    ]
 
-    # 5. Deals (by opportunity creation day) and credits (by conversion day).
+    # 5. What the data-driven models learn from: the period's journeys, these runs' replaced.
+    training = TrainingJourneys.empty() if rebuild else TrainingJourneys.load(lake)
+    # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
+    others = {
+        lead_id: journey
+        for lead_id in sorted(affected_leads - leads_with_deals)
+        if (journey := reader.journey([lead_id]))
+    }
     touched_keys = {_deal_key(str(c.deal.crm), c.deal.deal_id) for c in conversions} | deleted
+    training.replace(
+        leads=affected_leads,
+        journey_keys=touched_keys | {lead_journey_key(lead) for c in conversions for lead in c.deal.lead_ids},
+        fresh=_training_rows(conversions, others),
+        since=now_ms // 1000 - int(settings.training_days * 86400),
+    )
+    report.bytes_written += training.save(lake)
+    report.training_journeys = len(training)
+
+    # 6. Deals (by opportunity creation day) and credits (by conversion day).
     deal_rows: dict[str, list[dict]] = defaultdict(list)
     for c in conversions:
         deal_rows[day_of(c.deal.opportunity_created_at or c.at)].append(_deal_row(c))
@@ -549,7 +624,7 @@ def run_attribute_job(
             "deals", dt, ("crm", "deal_id"), touched_keys, deal_rows.get(dt, []), ("crm", "deal_id")
         )
     credit_rows: dict[str, list[dict]] = defaultdict(list)
-    all_credit_rows = _credit_rows(conversions, others, settings)
+    all_credit_rows = _credit_rows(conversions, training.without(touched_keys), settings)
     for row in all_credit_rows:
         credit_rows[day_of(int(row["converted_at"].timestamp() * 1000))].append(row)
     report.credit_rows = len(all_credit_rows)
@@ -564,7 +639,7 @@ def run_attribute_job(
             ("crm", "deal_id", "model", "touch_at", "touch_id"),
         )
 
-    # 6. The pipeline snapshot of today: yesterday's, with the affected deals replaced.
+    # 7. The pipeline snapshot of today: yesterday's, with the affected deals replaced.
     today = day_of(now_ms)
     previous = [p for p in lake.partitions("pipeline") if p <= today]
     base = writer.read("pipeline", previous[-1]).to_pylist() if previous else []
@@ -595,7 +670,7 @@ def run_attribute_job(
     ]
     writer.put("pipeline", today, kept + fresh, ("crm", "deal_id", "model", "channel", "source", "campaign"))
 
-    # 7. channel_daily for every day whose inputs changed.
+    # 8. channel_daily for every day whose inputs changed.
     spend = _spend_by_day(lake, settings)
     for dt in sorted(set(touch_days) | set(lead_rows) | set(credit_days) | set(spend) & day_set):
         writer.put(
