@@ -395,3 +395,44 @@ def test_a_backfill_of_old_days_does_not_make_the_schedule_skip_newer_changes(lo
     run_job(loop, {"from": old, "to": old})
 
     assert run_job(loop)["deals"] == 1
+
+
+def test_a_deal_whose_crm_reveals_an_earlier_creation_day_is_moved_not_duplicated(loop, tmp_path):
+    visit(
+        loop,
+        "ZedVisitorZZZZZZZZZZZZ",
+        "evt-zed-1",
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        at=NOW - 6 * DAY,
+    )
+    identify(loop, "ZedVisitorZZZZZZZZZZZZ", "zed@example.com")
+    deal_event(loop, "zed-1", "Z-1", "zed@example.com", "open", "1000", at=NOW - 2 * DAY)
+    run_job(loop, RECENT)
+
+    # A later delivery carries the CRM's own creation date, three days before we first saw the deal
+    body = json.dumps(
+        {
+            "event_id": "zed-2",
+            "deal_id": "Z-1",
+            "contact_email": "zed@example.com",
+            "stage": "open",
+            "status": "open",
+            "amount": "1000",
+            "currency": "USD",
+            "occurred_at": datetime.fromtimestamp((NOW - HOUR) / 1000, tz=UTC).isoformat(),
+            "created_at": datetime.fromtimestamp((NOW - 5 * DAY) / 1000, tz=UTC).isoformat(),
+        }
+    ).encode()
+    headers = {"x-closedloop-signature": sign_generic(SIGNING_SECRET, body, int(time.time()))}
+    request = api_event(
+        "POST", "/webhooks/generic", body=body, content_type="application/json", headers=headers
+    )
+    assert invoke(loop["crm_webhook"], request)[0] == 200
+    run_job(loop)
+
+    sql = duckdb_over_lake(tmp_path)
+    assert sql.execute("SELECT COUNT(*) FROM closedloop.deals WHERE deal_id = 'Z-1'").fetchone() == (1,)
+    pipeline = sql.execute(
+        "SELECT SUM(pipeline_credit) FROM closedloop.attribution_credits WHERE model = 'linear'"
+    ).fetchone()
+    assert pipeline == (pytest.approx(1000),)

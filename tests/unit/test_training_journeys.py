@@ -16,6 +16,7 @@ def journey(
         converted=converted,
         value=100.0 if converted else 0.0,
         ended_at=ended_at,
+        written_days=[],
     )
 
 
@@ -98,3 +99,13 @@ def test_the_training_set_without_the_runs_own_conversions():
 
 def training_keys(table) -> list[str]:
     return table["journey_key"].to_pylist()
+
+
+def test_a_deal_remembers_the_partitions_its_rows_were_written_to():
+    training = TrainingJourneys.empty()
+    moved = TrainingJourney(
+        "hubspot#1", "L1", ["Email"], [900], True, 100.0, 1_000, ["2026-11-01", "2026-11-20"]
+    )
+    training.replace(leads=[], journey_keys=[], fresh=[moved], since=0)
+
+    assert training.written_days(["hubspot#1", "hubspot#2"]) == {"hubspot#1": ["2026-11-01", "2026-11-20"]}

@@ -171,8 +171,9 @@ def _conversion_time(deal: StoredDeal) -> int:
     return deal.opportunity_created_at or deal.updated_at
 
 
-def _credits_day(deal: StoredDeal) -> str:
-    return day_of(_conversion_time(deal))
+def _deals_day(c: _Conversion) -> str:
+    """The ``deals`` partition: the day the opportunity was created (else its conversion day)."""
+    return day_of(c.deal.opportunity_created_at or c.at)
 
 
 def _build_batch(conversions: list[_Conversion], training: pa.Table) -> JourneyBatch:
@@ -266,6 +267,7 @@ def _training_rows(conversions: list[_Conversion], others: dict[str, list[Touch]
             converted=True,
             value=c.value,
             ended_at=c.at // 1000,
+            written_days=sorted({_deals_day(c), day_of(c.at)}),
         )
         for c in conversions
     ]
@@ -278,6 +280,7 @@ def _training_rows(conversions: list[_Conversion], others: dict[str, list[Touch]
             converted=False,
             value=0.0,
             ended_at=journey[-1].occurred_at // 1000,
+            written_days=[],
         )
         for lead_id, journey in others.items()
     ]
@@ -568,9 +571,14 @@ def run_attribute_job(
         report.leads += len(rows)
 
     # 4. Conversions: every affected deal with its journey up to its conversion.
+    previous = TrainingJourneys.load(lake)
+    training = TrainingJourneys.empty() if rebuild else previous
     conversions: list[_Conversion] = []
     deleted: set[str] = set()
     old_partitions: dict[str, set[str]] = defaultdict(set)
+    for key, written in previous.written_days(deal_keys).items():
+        for dt in written:
+            old_partitions[dt].add(key)
     for key, (crm, deal_id) in sorted(deal_keys.items()):
         stored = store.get_deal(crm, deal_id)
         if stored is None:
@@ -597,8 +605,7 @@ def run_attribute_job(
         )
     report.deals = len(conversions)
 
-    # 5. What the data-driven models learn from: the period's journeys, these runs' replaced.
-    training = TrainingJourneys.empty() if rebuild else TrainingJourneys.load(lake)
+    # 5. What the data-driven models learn from: the period's journeys, this run's replaced.
     # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
     others = {
         lead_id: journey
@@ -618,7 +625,7 @@ def run_attribute_job(
     # 6. Deals (by opportunity creation day) and credits (by conversion day).
     deal_rows: dict[str, list[dict]] = defaultdict(list)
     for c in conversions:
-        deal_rows[day_of(c.deal.opportunity_created_at or c.at)].append(_deal_row(c))
+        deal_rows[_deals_day(c)].append(_deal_row(c))
     for dt in sorted(set(deal_rows) | set(old_partitions)):
         writer.replace(
             "deals", dt, ("crm", "deal_id"), touched_keys, deal_rows.get(dt, []), ("crm", "deal_id")

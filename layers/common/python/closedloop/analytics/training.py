@@ -4,7 +4,8 @@ An hourly run re-credits a handful of deals. Markov and Shapley trained on those
 a deal by the accident of what else changed in the same hour (one converting journey makes every
 channel on it indispensable), and a deal's credit would differ between an hourly run and a backfill.
 So the job keeps one compact row per journey of the period: a deal's journey up to its conversion, or
-a lead's journey when it has no deal (what does not convert is half of what the models learn). A run
+a lead's journey when it has no deal (what does not convert is half of what the models learn), with
+the partitions each deal's rows were written to (its timestamps may change). A run
 replaces the rows of the leads and deals it refreshed, drops those older than the period, and trains
 on all of them. Rows hold channel paths and times, not touches: 100,000 journeys are a few MB, one
 GET and one PUT per run, never a table scan.
@@ -34,6 +35,8 @@ TRAINING_SCHEMA = pa.schema(
         pa.field("converted", pa.bool_(), nullable=False),
         pa.field("value", pa.float64(), nullable=False),
         pa.field("ended_at", pa.int64(), nullable=False),  # epoch seconds: the conversion, or the last touch
+        # The dt partitions of deals and attribution_credits that hold the deal's rows.
+        pa.field("written_days", pa.list_(pa.string()), nullable=False),
     ]
 )
 
@@ -51,6 +54,7 @@ class TrainingJourney:
     converted: bool
     value: float
     ended_at: int
+    written_days: list[str]
 
 
 @dataclass
@@ -98,6 +102,12 @@ class TrainingJourneys:
         before = len(self)
         self.replace(leads=[lead_id], journey_keys=journey_keys, fresh=[], since=np.iinfo(np.int64).min)
         return before - len(self)
+
+    def written_days(self, journey_keys: Iterable[str]) -> dict[str, list[str]]:
+        """Where the last run wrote each of these deals: a run that moves a deal clears those too."""
+        keys = pa.array(sorted(set(journey_keys)), pa.string())
+        found = self.table.filter(pc.is_in(self.table["journey_key"], value_set=keys))
+        return dict(zip(found["journey_key"].to_pylist(), found["written_days"].to_pylist(), strict=True))
 
     def without(self, journey_keys: Iterable[str]) -> pa.Table:
         """The rows other than these (the run's own conversions, which it adds with their touches)."""
