@@ -42,15 +42,23 @@ def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType
 
 
 def visit(
-    loop: dict[str, ModuleType], visitor: str, event_id: str, url: str, *, at: int, referrer: str = ""
+    loop: dict[str, ModuleType],
+    visitor: str,
+    event_id: str,
+    url: str,
+    *,
+    at: int,
+    referrer: str = "",
+    sent_at: int = NOW,
 ) -> None:
+    """A page view at ``at`` by the browser's clock, sent at ``sent_at`` (the server corrects the skew)."""
     body = {
         "event_id": event_id,
         "visitor_id": visitor,
         "url": url,
         "referrer": referrer,
         "ts": at,
-        "sent_at": NOW,
+        "sent_at": sent_at,
     }
     assert invoke(loop["collect"], api_event("POST", "/collect", body=body))[0] == 200
 
@@ -436,3 +444,81 @@ def test_a_deal_whose_crm_reveals_an_earlier_creation_day_is_moved_not_duplicate
         "SELECT SUM(pipeline_credit) FROM closedloop.attribution_credits WHERE model = 'linear'"
     ).fetchone()
     assert pipeline == (pytest.approx(1000),)
+
+
+def put_spend(name: str, lines: list[str]) -> None:
+    body = "date,channel,source,campaign,cost,currency\n" + "\n".join(lines) + "\n"
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=BUCKET, Key=f"spend/{name}", Body=body.encode()
+    )
+
+
+def test_ad_spend_gives_roas_and_acquisition_cost_and_a_bad_line_is_skipped(closed_loop, tmp_path):
+    today = RECENT["to"]
+    put_spend(
+        "google.csv",
+        [
+            f"{today},Paid Search,google,brand,1000,USD",
+            ",Paid Search,google,brand,5,USD",
+            f"{today},Email,x,,abc,USD",
+        ],
+    )
+
+    report = run_job(closed_loop, RECENT)
+
+    assert report["spend_lines_skipped"] == 2
+    row = (
+        duckdb_over_lake(tmp_path)
+        .execute(
+            "SELECT cost, revenue_credited, roas, customer_acquisition_cost FROM closedloop.channel_daily "
+            "WHERE model = 'first_touch' AND channel = 'Paid Search' AND campaign = 'brand' AND dt = ?",
+            [today],
+        )
+        .fetchone()
+    )
+    # Ada's won deal (12,000) first came from the brand campaign
+    assert row == (pytest.approx(1000), pytest.approx(12_000), pytest.approx(12.0), pytest.approx(1000))
+
+
+def test_spend_dropped_for_an_old_day_is_applied_by_the_next_hourly_run_and_removed_with_its_file(
+    loop, tmp_path
+):
+    run_job(loop)
+    old = datetime.fromtimestamp((NOW - 40 * DAY) / 1000, tz=UTC).date().isoformat()
+    put_spend("october.csv", [f"{old},Paid Social,linkedin,launch,250,USD"])
+
+    run_job(loop)
+
+    costs = duckdb_over_lake(tmp_path / "1").execute(
+        "SELECT SUM(cost) FROM closedloop.channel_daily WHERE dt = ? AND model = 'linear'", [old]
+    )
+    assert costs.fetchone() == (pytest.approx(250),)
+    boto3.client("s3", region_name="us-east-1").delete_object(Bucket=BUCKET, Key="spend/october.csv")
+    run_job(loop)
+    assert f"channel_daily/dt={old}/part-0.parquet" not in lake_snapshot()
+
+
+def test_a_sales_cycle_longer_than_the_lookback_keeps_the_touch_that_made_the_lead(
+    loop, monkeypatch, tmp_path
+):
+    clock = Clock(NOW - 120 * DAY)
+    monkeypatch.setattr("closedloop.clock.time", clock)
+    visit(
+        loop,
+        "EveVisitorEEEEEEEEEEEE",
+        "evt-eve-1",
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        at=clock.ms,
+        sent_at=clock.ms,
+    )
+    identify(loop, "EveVisitorEEEEEEEEEEEE", "eve@example.com")
+
+    # Four months later (past the 90-day lookback from the win) the deal is won
+    clock.ms = NOW
+    deal_event(loop, "deal-eve", "Eve-1", "eve@example.com", "won", "1000", at=NOW - 60_000)
+    run_job(loop, {"mode": "full"})
+
+    credited = duckdb_over_lake(tmp_path).execute(
+        "SELECT channel FROM closedloop.attribution_credits WHERE deal_id = 'Eve-1' AND model = 'first_touch'"
+    )
+    assert credited.fetchall() == [("Paid Search",)]

@@ -118,14 +118,22 @@ class Lake:
     def spend_rows(self) -> list[dict[str, str]]:
         """Rows of the ad-spend CSVs under ``spend/``: date, channel, source, campaign, cost, currency."""
         rows: list[dict[str, str]] = []
-        reply = self._call("list_objects_v2", Bucket=self.bucket, Prefix=SPEND_PREFIX) or {}
-        for item in sorted(reply.get("Contents", []), key=lambda o: o["Key"]):
-            if not item["Key"].endswith(".csv"):
+        for key in self._keys(SPEND_PREFIX):
+            if not key.endswith(".csv"):
                 continue
-            body = (
-                self._call("get_object", Bucket=self.bucket, Key=item["Key"])["Body"]
-                .read()
-                .decode("utf-8-sig")
-            )
+            body = self._call("get_object", Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8-sig")
             rows += list(csv.DictReader(io.StringIO(body)))
         return rows
+
+    def _keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            reply = self._call("list_objects_v2", **kwargs) or {}
+            keys += [item["Key"] for item in reply.get("Contents", [])]
+            token = reply.get("NextContinuationToken")
+            if not token:
+                return sorted(keys)

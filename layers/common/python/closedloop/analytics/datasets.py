@@ -120,7 +120,11 @@ DATASETS: tuple[Dataset, ...] = (
             Column("won_at", T, "When it was (last) won."),
             Column("lost_at", T, "When it was (last) lost."),
             Column("updated_at", T, "The CRM time of the last change applied."),
-            Column("touches", INT, "Web touches in the deal's journey (within the lookback window)."),
+            Column(
+                "touches",
+                INT,
+                "Web touches of the deal's journey: lookback_days before its lead was created to conversion.",
+            ),
         ),
     ),
     Dataset(
@@ -150,8 +154,16 @@ DATASETS: tuple[Dataset, ...] = (
             Column("model", S, "Attribution model of the credited columns."),
             *_source_columns("", "the row"),
             Column("visits", INT, "Touches (sessions started) from this source on this day."),
-            Column("leads", F, "Leads created this day, credited to this source by the model."),
-            Column("opportunities", F, "Opportunities created this day, credited to this source."),
+            Column(
+                "leads",
+                F,
+                "Leads created this day whose lead-creation touch has this source (same for every model).",
+            ),
+            Column(
+                "opportunities",
+                F,
+                "Deals credited to this source by the model: on the day won, else the day created.",
+            ),
             Column("deals_won", F, "Deals won this day, credited to this source."),
             Column("pipeline_credited", F, "Amount (base currency) of open opportunities credited."),
             Column("revenue_credited", F, "Amount (base currency) of deals won this day credited."),

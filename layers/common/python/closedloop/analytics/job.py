@@ -78,6 +78,7 @@ class JobReport:
     deals: int = 0
     credit_rows: int = 0
     training_journeys: int = 0
+    spend_lines_skipped: int = 0
     partitions_written: int = 0
     bytes_written: int = 0
 
@@ -232,7 +233,8 @@ def _credit_rows(conversions: list[_Conversion], training: pa.Table, settings: J
     but only the run's own conversions are credited.
     """
     rows: list[dict] = []
-    options = AttributionOptions(lookback_days=settings.lookback_days, half_life_days=settings.half_life_days)
+    # Journeys come windowed from the job (see the conversions step): no second window here.
+    options = AttributionOptions(lookback_days=None, half_life_days=settings.half_life_days)
     credited: set[int] = set()
     if any(c.journey for c in conversions):
         credits = attribute(_build_batch(conversions, training), models=settings.models, options=options)
@@ -479,21 +481,53 @@ def _channel_daily_rows(
     return rows
 
 
-def _spend_by_day(lake: Lake, settings: JobSettings) -> dict[str, dict[tuple[str, str, str], float]]:
-    spend: dict[str, dict[tuple[str, str, str], float]] = defaultdict(lambda: defaultdict(float))
+SpendByDay = dict[str, dict[tuple[str, str, str], float]]
+APPLIED_SPEND = "applied-spend"  # the spend each channel_daily partition was last written with
+_SPEND_SCHEMA = pa.schema(
+    [
+        ("dt", pa.string()),
+        ("channel", pa.string()),
+        ("source", pa.string()),
+        ("campaign", pa.string()),
+        ("cost", pa.float64()),
+    ]
+)
+
+
+def _spend_by_day(lake: Lake, settings: JobSettings, report: JobReport) -> SpendByDay:
+    """Cost per day and (channel, source, campaign), in the base currency; bad lines are counted, skipped."""
+    spend: SpendByDay = defaultdict(lambda: defaultdict(float))
     for row in lake.spend_rows():
         try:
+            day = date.fromisoformat((row.get("date") or "").strip()).isoformat()
             cost = to_base_currency(
                 Decimal(row["cost"]),
                 row.get("currency") or settings.base_currency,
                 settings.rates,
                 settings.base_currency,
             )
-        except Exception:  # noqa: S112 - a bad spend line is skipped, never fatal
+        except (KeyError, TypeError, ValueError, ArithmeticError):  # InvalidOperation is an ArithmeticError
+            report.spend_lines_skipped += 1
             continue
-        key = (row.get("channel", ""), (row.get("source") or "").lower(), row.get("campaign") or "")
-        spend[row["date"]][key] += float(cost)
+        key = (row.get("channel") or "", (row.get("source") or "").lower(), row.get("campaign") or "")
+        spend[day][key] += float(cost)
     return spend
+
+
+def _applied_spend(lake: Lake) -> SpendByDay:
+    applied: SpendByDay = defaultdict(dict)
+    for row in lake.read_state(APPLIED_SPEND, _SPEND_SCHEMA).to_pylist():
+        applied[row["dt"]][(row["channel"], row["source"], row["campaign"])] = row["cost"]
+    return applied
+
+
+def _save_applied_spend(lake: Lake, spend: SpendByDay) -> int:
+    rows = [
+        {"dt": dt, "channel": key[0], "source": key[1], "campaign": key[2], "cost": cost}
+        for dt, costs in sorted(spend.items())
+        for key, cost in sorted(costs.items())
+    ]
+    return lake.write_state(APPLIED_SPEND, pa.Table.from_pylist(rows, schema=_SPEND_SCHEMA))
 
 
 def run_attribute_job(
@@ -513,6 +547,7 @@ def run_attribute_job(
     reader = _Reader(store)
     writer = _Writer(lake, report)
     day_set = set(days)
+    lookback_ms = int(settings.lookback_days * 86_400_000)
 
     # 1. Touches of the days (and of the days late touches arrived for), each with the lead that owns it.
     affected_leads: set[str] = set()
@@ -571,12 +606,12 @@ def run_attribute_job(
         report.leads += len(rows)
 
     # 4. Conversions: every affected deal with its journey up to its conversion.
-    previous = TrainingJourneys.load(lake)
-    training = TrainingJourneys.empty() if rebuild else previous
+    remembered = TrainingJourneys.load(lake)
+    training = TrainingJourneys.empty() if rebuild else remembered
     conversions: list[_Conversion] = []
     deleted: set[str] = set()
     old_partitions: dict[str, set[str]] = defaultdict(set)
-    for key, written in previous.written_days(deal_keys).items():
+    for key, written in remembered.written_days(deal_keys).items():
         for dt in written:
             old_partitions[dt].add(key)
     for key, (crm, deal_id) in sorted(deal_keys.items()):
@@ -591,8 +626,15 @@ def run_attribute_job(
             deleted.add(key)
             continue
         at = _conversion_time(deal)
-        journey = [t for t in reader.journey(deal.lead_ids) if t.occurred_at <= at]
         primary = reader.lead(deal.lead_ids[0]) if deal.lead_ids else None
+        # The window opens lookback_days before the first milestone (lead creation, else opportunity
+        # creation), not before the win: a six-month sales cycle keeps the touches that made the lead.
+        first_milestone = min(
+            (ms for ms in (primary.created_at if primary else None, deal.opportunity_created_at, at) if ms),
+            default=at,
+        )
+        opens = first_milestone - lookback_ms
+        journey = [t for t in reader.journey(deal.lead_ids) if opens <= t.occurred_at <= at]
         conversions.append(
             _Conversion(
                 deal=deal,
@@ -606,9 +648,10 @@ def run_attribute_job(
     report.deals = len(conversions)
 
     # 5. What the data-driven models learn from: the period's journeys, this run's replaced.
-    # Non-converting journeys (leads without deals) teach the data-driven models what does not convert.
+    # Non-converting journeys (leads without deals) teach the data-driven models what does not convert;
+    # their window ends at their last touch.
     others = {
-        lead_id: journey
+        lead_id: [t for t in journey if t.occurred_at >= journey[-1].occurred_at - lookback_ms]
         for lead_id in sorted(affected_leads - leads_with_deals)
         if (journey := reader.journey([lead_id]))
     }
@@ -648,8 +691,8 @@ def run_attribute_job(
 
     # 7. The pipeline snapshot of today: yesterday's, with the affected deals replaced.
     today = day_of(now_ms)
-    previous = [p for p in lake.partitions("pipeline") if p <= today]
-    base = writer.read("pipeline", previous[-1]).to_pylist() if previous else []
+    snapshots = [p for p in lake.partitions("pipeline") if p <= today]
+    base = writer.read("pipeline", snapshots[-1]).to_pylist() if snapshots else []
     kept = [r for r in base if _deal_key(r["crm"], r["deal_id"]) not in touched_keys]
     amounts = {_deal_key(str(c.deal.crm), c.deal.deal_id): c for c in conversions}
     fresh = [
@@ -678,12 +721,19 @@ def run_attribute_job(
     writer.put("pipeline", today, kept + fresh, ("crm", "deal_id", "model", "channel", "source", "campaign"))
 
     # 8. channel_daily for every day whose inputs changed.
-    spend = _spend_by_day(lake, settings)
-    for dt in sorted(set(touch_days) | set(lead_rows) | set(credit_days) | set(spend) & day_set):
+    # A spend CSV dropped (or corrected, or removed) for any day rewrites that day, in this run or not.
+    spend = _spend_by_day(lake, settings, report)
+    applied = _applied_spend(lake)
+    spend_changed = {dt for dt in set(spend) | set(applied) if dict(spend.get(dt, {})) != applied.get(dt, {})}
+    for dt in sorted(
+        set(touch_days) | set(lead_rows) | set(credit_days) | (set(spend) & day_set) | spend_changed
+    ):
         writer.put(
             "channel_daily",
             dt,
             _channel_daily_rows(dt, writer, settings.models, spend.get(dt, {})),
             ("model", "channel", "source", "medium", "campaign"),
         )
+    if spend_changed:  # after the partitions: a crash before this line redoes them next run
+        report.bytes_written += _save_applied_spend(lake, spend)
     return report
