@@ -214,13 +214,22 @@ def test_sampled_values_approach_the_exact_ones() -> None:
     assert small(sampled) == small(exact)
 
 
-def test_more_than_64_channels_use_hashed_keys() -> None:
-    names = [f"campaign-{i}" for i in range(80)]
-    paths = [[names[i], names[(i * 7) % 80]] for i in range(80)] + [[name] for name in names]
-    converted = [i % 3 == 0 for i in range(160)]
-    batch = JourneyBatch.from_paths(paths, converted=converted, channel_names=names)
-    credits = attribute(batch, ["shapley"])
-    sums = np.bincount(credits.journey, weights=credits.credit, minlength=160)
+def test_more_than_64_channels_use_hashed_keys_that_agree_with_bitmask_keys() -> None:
+    # Journeys over 20 campaigns (repeats included: a hashed key must count a channel once)
+    rng = np.random.default_rng(11)
+    used = [f"campaign-{i}" for i in range(20)]
+    paths = [list(rng.choice(used, rng.integers(1, 5))) for _ in range(600)]
+    converted = [rng.random() < 0.1 + 0.05 * len(set(p)) + 0.2 * ("campaign-3" in p) for p in paths]
+    # Given the same journeys coded with their 20 names (bitmask keys), and among 80 names (hashed keys)
+    bitmask = attribute(JourneyBatch.from_paths(paths, converted=converted, channel_names=used), ["shapley"])
+    unused = [f"campaign-{i}" for i in range(20, 80)]
+    hashed = attribute(
+        JourneyBatch.from_paths(paths, converted=converted, channel_names=used + unused), ["shapley"]
+    )
+    # Then every converting journey is fully credited, and both codings credit the same touches alike
+    sums = np.bincount(hashed.journey, weights=hashed.credit, minlength=len(paths))
     assert sums[np.asarray(converted)] == pytest.approx(1.0)
-    # The same journeys grouped under fewer names (bitmask keys) agree on the shares of pairs
-    assert len(credits) > 0
+    assert len(set(map(tuple, paths))) > 100 and any(len(set(p)) < len(p) for p in paths)
+    assert hashed.journey.tolist() == bitmask.journey.tolist()
+    assert hashed.touch.tolist() == bitmask.touch.tolist()
+    assert hashed.credit == pytest.approx(bitmask.credit, rel=1e-9, abs=1e-12)

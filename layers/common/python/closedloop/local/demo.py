@@ -8,8 +8,14 @@ gateway for API Gateway, and the functions are the ones deployed to Lambda. The 
 2. the CRMs (HubSpot, Salesforce, Pipedrive and the generic webhook) create deals for some leads, move
    them, win or lose them (``POST /webhooks/{crm}``), with retries and an out-of-order delivery;
 3. the ad platforms' cost reports land under ``spend/`` in the analytics bucket;
-4. the attribute job writes the Parquet datasets; DuckDB runs the Athena named queries on them;
+4. the attribute job writes the Parquet datasets (copied to ``out/lake/``, where DuckDB or any Parquet
+   reader can open them); DuckDB runs the Athena named queries on them;
 5. the report: in the terminal, and ``out/report.html`` (self-contained, charts included).
+
+Time: the page views carry their simulated times (the beacons' ``ts``) and the CRM events their
+simulated CRM times, spread over the simulated weeks. A lead's ``created_at`` is the server's clock at
+``POST /identify``, which a client cannot set: in the lake every lead is created on the day of the run,
+while its form was filled, and its deal created, won or lost, days or weeks earlier.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import contextlib
 import csv
 import gc
 import io
+import itertools
 import json
 import random
+import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +44,8 @@ from urllib.parse import urlsplit
 from closedloop.clock import now_ms
 from closedloop.local.crm_senders import CrmDelivery, DealChange, build_delivery
 from closedloop.local.simulation import (
+    DAY_MS,
+    PAGE_VIEW_GAP_MS,
     SITE,
     DealPlan,
     SimulatedVisitor,
@@ -53,6 +62,8 @@ BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
 )
 DEFAULT_VISITORS = 400
+# A sales cycle, in days drawn uniformly: form -> deal created, -> moved a stage, -> won or lost.
+SALES_CYCLE_DAYS: tuple[tuple[float, float], ...] = ((0.5, 3.0), (2.0, 7.0), (3.0, 14.0))
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -119,16 +130,17 @@ class DemoRun:
     deliveries: Counter[str] = field(default_factory=Counter)
     retries: int = 0
     out_of_order: int = 0
+    out_of_order_deal: dict[str, str] | None = None  # the deal whose close arrived before its stage change
     refused: int = 0
     spend_rows: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
 
 
-def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: DemoRun) -> int | None:
+def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: DemoRun) -> bool:
     """Each session is one beacon batch, as the tracker sends it; a converting visitor then posts a form.
 
-    Returns the time the lead was created (ms), or ``None`` for a visitor who filled no form.
+    Returns whether the visitor filled the form (became a lead).
     """
     for device, start, arrival, pages in visitor.sessions:
         sequence[0] += 1
@@ -143,7 +155,7 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: 
                 "session_id": session_id,
                 "url": url,
                 "referrer": arrival.referrer if index == 0 else urls[index - 1],
-                "ts": start + index * 45_000,
+                "ts": start + index * PAGE_VIEW_GAP_MS,
             }
             for index, url in enumerate(urls)
         ]
@@ -151,7 +163,7 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: 
         run.sessions += 1
         run.page_views += len(events)
     if not visitor.email:
-        return None
+        return False
     last_device = visitor.sessions[-1][0]
     _post_json(
         f"{api}/identify",
@@ -164,7 +176,6 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: 
         },
         "application/json",
     )
-    created = now_ms()
     for device_id in visitor.visitor_ids:  # the other device, if any, is identified too (a login)
         if device_id != visitor.visitor_ids[last_device]:
             run.second_devices += 1
@@ -173,17 +184,27 @@ def play_visitor(api: str, visitor: SimulatedVisitor, sequence: list[int], run: 
                 {"email": visitor.email, "visitor_id": device_id, "form_id": "login"},
                 "application/json",
             )
-    return created
+    return True
 
 
-def deal_changes(plans: list[DealPlan], lead_created: dict[str, int], now: int) -> list[list[DealChange]]:
-    """Each deal's changes, dated after its lead was created and before ``now``, in increasing time."""
+def deal_changes(
+    plans: list[DealPlan], form_filled_at: dict[str, int], now: int, rng: random.Random
+) -> list[list[DealChange]]:
+    """Each deal's changes in increasing CRM time, over the simulated weeks: after its lead's form (the
+    simulated time, by e-mail), before ``now``.
+
+    The sales cycle is drawn from :data:`SALES_CYCLE_DAYS`; one that would end after ``now`` (a form
+    filled lately) is compressed to end at a random point between the form and ``now``, so every planned
+    outcome is still reached, and those deals do not all close at the same moment.
+    """
     changes = []
     for plan in plans:
-        created_lead = lead_created[plan.email]
-        span = max(now - created_lead, 40)
-        at = [created_lead + int(span * fraction) + step for step, fraction in enumerate((0.2, 0.5, 0.8))]
+        form = form_filled_at[plan.email]
+        offsets = list(itertools.accumulate(rng.uniform(*days) * DAY_MS for days in SALES_CYCLE_DAYS))
         steps = [("open", 0), ("open", 1)] + ([(plan.outcome, 2)] if plan.outcome != "open" else [])
+        fits = rng.uniform(0.5, 0.95) * max(now - form, 3)
+        scale = min(1.0, fits / offsets[len(steps) - 1])
+        at = [form + int(offset * scale) + step for step, offset in enumerate(offsets)]
         changes.append(
             [
                 DealChange(
@@ -195,18 +216,21 @@ def deal_changes(plans: list[DealPlan], lead_created: dict[str, int], now: int) 
     return changes
 
 
-def delivery_order(changes: list[list[DealChange]], rng: random.Random) -> tuple[list[DealChange], int, int]:
+def delivery_order(
+    changes: list[list[DealChange]], rng: random.Random
+) -> tuple[list[DealChange], int, DealChange | None]:
     """Interleave the deals' changes as CRMs send them: mostly in order, a few retried, one pair swapped.
 
-    Returns the sending order, the number of retries and of out-of-order pairs.
+    Returns the sending order, the number of retries, and the close that was sent before its deal's
+    stage change (``None`` when no deal was closed).
     """
     queues = [list(deal) for deal in changes]
     # One deal's close arrives before its stage change (the older event then comes late).
-    swapped = 0
+    swapped = None
     for queue in queues:
         if len(queue) == 3:
             queue[1], queue[2] = queue[2], queue[1]
-            swapped = 1
+            swapped = queue[1]
             break
     order: list[DealChange] = []
     while queues:
@@ -238,15 +262,12 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
         visitors=list(simulate_company(visitors=visitors, days=days, now_ms=now_ms(), seed=seed)),
     )
     sequence = [0]
-    lead_created: dict[str, int] = {}
     progress = Progress("visitors", len(run.visitors), "visitors")
     # What the functions print (JSON logs, EMF metrics) goes where Lambda would send it: a log file.
     with contextlib.redirect_stdout(logs):
         for done, visitor in enumerate(run.visitors, start=1):
-            created = play_visitor(stack.url, visitor, sequence, run)
-            if created is not None and visitor.email:
+            if play_visitor(stack.url, visitor, sequence, run):
                 run.leads.append(visitor)
-                lead_created[visitor.email] = created
             if done % 10 == 0 or done == len(run.visitors):
                 progress.update(done)
                 # moto keeps every item as Python objects in this process: without this, each full
@@ -258,10 +279,19 @@ def run_demo(stack: LocalStack, *, visitors: int, days: int, seed: int, logs: Te
     # The CRMs: deals for some leads (the ground truth decides which), signed as each CRM signs.
     started = time.monotonic()
     run.deals = plan_deals(run.leads, seed=seed)
-    order, run.retries, run.out_of_order = delivery_order(
-        deal_changes(run.deals, lead_created, now_ms()),
+    form_filled_at = {lead.email: lead.form_filled_at for lead in run.leads if lead.email}
+    order, run.retries, late_close = delivery_order(
+        deal_changes(run.deals, form_filled_at, now_ms(), random.Random(seed * 104_729 + 3)),  # noqa: S311
         random.Random(seed),  # noqa: S311 - a seeded simulation
     )
+    if late_close is not None:
+        run.out_of_order = 1
+        run.out_of_order_deal = {
+            "crm": late_close.crm,
+            "deal_id": late_close.deal_id,
+            "outcome": late_close.status,
+            "stage": late_close.stage,
+        }
     host = urlsplit(stack.url).netloc
     progress = Progress("CRM", len(order), "deliveries")
     with contextlib.redirect_stdout(logs):
@@ -323,13 +353,12 @@ def main(argv: list[str] | None = None) -> int:
         import boto3
 
         query_started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix="closedloop-lake-") as folder:
-            download_lake(
-                boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url),
-                stack.bucket_name,
-                Path(folder),
-            )
-            report = build_report(duckdb_over_lake(Path(folder)), run, true_revenue_share(run.leads))
+        lake = args.out / "lake"
+        shutil.rmtree(lake, ignore_errors=True)  # the previous run's lake: its partitions would mix in
+        download_lake(
+            boto3.client("s3", region_name=stack.region, endpoint_url=stack.moto_url), stack.bucket_name, lake
+        )
+        report = build_report(duckdb_over_lake(lake), run, true_revenue_share(run.leads))
         run.timings["queries"] = time.monotonic() - query_started
     run.timings["total"] = time.monotonic() - started
     report.timings = dict(run.timings)
@@ -340,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"\nreport: {args.out / 'report.html'}   data: {args.out / 'report.json'}   "
-        f"logs: {args.out / 'function-logs.jsonl'}"
+        f"lake: {args.out / 'lake'}   logs: {args.out / 'function-logs.jsonl'}"
     )
     print(
         f"done in {run.timings['total']:.1f} s (visitors {run.timings['visitors']:.1f} s, CRM "

@@ -26,6 +26,7 @@ __all__ = [
     "ModelScore",
     "Report",
     "build_report",
+    "closest_to_truth",
     "mean_abs_error",
     "render_html",
     "render_terminal",
@@ -33,7 +34,8 @@ __all__ = [
 ]
 
 NO_WEB_TOUCH = "(no web touch)"
-# The models of the named query revenue_by_channel_by_model, in its column order, with short labels.
+# The models of the named query revenue_by_channel_by_model, in its column order, with short labels;
+# each has a revenue column named after it and a pipeline column ``pipeline_<model>``.
 MODEL_LABELS: dict[str, str] = {
     "first_touch": "first",
     "last_touch": "last",
@@ -178,9 +180,11 @@ def build_report(sql: duckdb.DuckDBPyConnection, run: DemoRun, truth: dict[str, 
         "deals": len(run.deals),
         "deals_by_outcome": outcomes,
         "revenue_won": float(sum(d.amount for d in run.deals if d.outcome == "won")),
+        "pipeline_open": float(sum(d.amount for d in run.deals if d.outcome == "open")),
         "deliveries": dict(run.deliveries),
         "retries": run.retries,
         "out_of_order": run.out_of_order,
+        "out_of_order_deal": run.out_of_order_deal,
         "refused": run.refused,
         "spend_rows": run.spend_rows,
         "job": run.job,
@@ -238,12 +242,31 @@ def _revenue_models(report: Report) -> list[str]:
     return [m for m in MODEL_LABELS if report.revenue and m in report.revenue[0]]
 
 
+def _pipeline_models(report: Report) -> list[str]:
+    return [m for m in MODEL_LABELS if report.revenue and f"pipeline_{m}" in report.revenue[0]]
+
+
 def _truth_channels(report: Report) -> list[str]:
     return sorted(report.truth, key=lambda c: -report.truth[c])
 
 
 def _beats(model: ModelScore, last: ModelScore) -> bool:
     return model.mae < last.mae and model.spearman > last.spearman
+
+
+def closest_to_truth(report: Report) -> str:
+    """Which model recovers the true channel mix best here, said plainly (it need not be data-driven)."""
+    best = report.scores[0]
+    kind = (
+        "a data-driven model"
+        if best.model in DATA_DRIVEN
+        else "a rule-based model: its fixed rule happens to suit how this synthetic company's journeys "
+        "were generated, which a real company's need not"
+    )
+    return (
+        f"Closest to the truth on this synthetic company: {best.model} (error {100 * best.mae:.1f} pts, "
+        f"rank corr. {best.spearman:+.2f}), {kind}."
+    )
 
 
 def render_terminal(report: Report) -> str:
@@ -264,11 +287,12 @@ def render_terminal(report: Report) -> str:
         "Revenue by channel under every model (named query revenue_by_channel_by_model)",
     ]
     models = _revenue_models(report)
-    rows = [
-        [r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))]
-        for r in report.revenue
-    ]
-    out.append(_table(["channel", *(MODEL_LABELS[m] for m in models), "pipeline"], rows))
+    rows = [[r["channel"], *(_money(r[m]) for m in models)] for r in report.revenue]
+    out.append(_table(["channel", *(MODEL_LABELS[m] for m in models)], rows))
+    out += ["", "Open pipeline by channel under every model (same query, pipeline_<model> columns)"]
+    pipeline_models = _pipeline_models(report)
+    rows = [[r["channel"], *(_money(r[f"pipeline_{m}"]) for m in pipeline_models)] for r in report.revenue]
+    out.append(_table(["channel", *(MODEL_LABELS[m] for m in pipeline_models)], rows))
 
     out += ["", "Funnel by channel (funnel_by_channel; leads and later credited linearly)"]
     rows = [
@@ -340,6 +364,7 @@ def render_terminal(report: Report) -> str:
         f"{100 * last.mae:.1f} pts; rank corr. "
         f"{', '.join(f'{report.score(m).spearman:+.2f}' for m in DATA_DRIVEN)} vs {last.spearman:+.2f})"
     )
+    out.append(f"→ {closest_to_truth(report)}")
     return "\n".join(out)
 
 
@@ -441,7 +466,7 @@ def render_html(report: Report) -> str:
     outcome = f["deals_by_outcome"]
     models = _revenue_models(report)
     channels = [r["channel"] for r in report.revenue]
-    last, best = report.score("last_touch"), report.scores[0]
+    last = report.score("last_touch")
     kpis = [
         ("visitors", f["visitors"]),
         ("sessions", f["sessions"]),
@@ -500,10 +525,14 @@ def render_html(report: Report) -> str:
         + "</div>"
         for m in models
     )
-    revenue_rows = [
-        [r["channel"], *(_money(r[m]) for m in models), _money(r.get("pipeline_linear"))]
-        for r in report.revenue
+    revenue_rows = [[r["channel"], *(_money(r[m]) for m in models)] for r in report.revenue]
+    pipeline_models = _pipeline_models(report)
+    open_pipeline_rows = [
+        [r["channel"], *(_money(r[f"pipeline_{m}"]) for m in pipeline_models)] for r in report.revenue
     ]
+    pipeline_table = _html_table(
+        ["channel", *(MODEL_LABELS[m] for m in pipeline_models)], open_pipeline_rows, "pipeline-by-model"
+    )
 
     # 3. Funnel.
     funnel_channels = [r["channel"] for r in report.funnel]
@@ -641,7 +670,7 @@ or a search, and come back directly or through a brand search before filling the
 closing visits the revenue; the data-driven models (Markov removal effect, Shapley) learn from leads that
 did and
 did not convert, and should get closer to the truth.</p>
-<div class="callout">{_e(headline)} Best model here: <b>{_e(best.model)}</b>.</div>
+<div class="callout">{_e(headline)}<br><b>{_e(closest_to_truth(report))}</b></div>
 {truth_chart}
 {score_chart}{score_table}
 </section>
@@ -651,7 +680,11 @@ did not convert, and should get closer to the truth.</p>
 credited to the
 channels of each deal's journey by each model. Green: data-driven models.</p>
 <div class="grid">{panels}</div>
-{_html_table(["channel", *(MODEL_LABELS[m] for m in models), "open pipeline (linear)"], revenue_rows)}
+{_html_table(["channel", *(MODEL_LABELS[m] for m in models)], revenue_rows)}
+<h3>Open pipeline by channel under every model</h3>
+<p class="explain">The same query's <code>pipeline_&lt;model&gt;</code> columns: the amount of open deals,
+credited to channels by each model.</p>
+{pipeline_table}
 </section>
 
 <section id="funnel"><h2>The funnel by channel</h2>

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 
 __all__ = [
     "CHANNEL_MIX",
+    "DAY_MS",
+    "PAGE_VIEW_GAP_MS",
     "RETURNS",
     "SITE",
     "TRUE_LIFT",
@@ -35,6 +37,7 @@ __all__ = [
 
 SITE = "https://www.acme-analytics.test"
 DAY_MS = 86_400_000
+PAGE_VIEW_GAP_MS = 45_000  # a session's page views are this far apart; the form is posted after the last
 BASE_DEAL_CHANCE = 0.03
 # The simulated visitors are a sample of the company's traffic, but the ad platforms bill every click.
 SPEND_SCALE = 25  # a lead's chance of a deal with no channel's help
@@ -213,6 +216,12 @@ class SimulatedVisitor:
     def channels(self) -> set[str]:
         """The GA4 channels this visitor was exposed to (its true treatment)."""
         return {arrival.channel for _, _, arrival, _ in self.sessions}
+
+    @property
+    def form_filled_at(self) -> int:
+        """When the visitor posted the form (ms, simulated time): after the last session's last page view."""
+        _, start, _, pages = self.sessions[-1]
+        return start + (len(pages) + 1) * PAGE_VIEW_GAP_MS
 
     @property
     def deal_chance(self) -> float:
