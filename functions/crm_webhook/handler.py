@@ -1,6 +1,7 @@
 """CRM webhook function: ``POST /webhooks/{crm}`` verifies a delivery, stores its deal events, answers.
 
-The answer is a 2xx only once every event is stored, so a CRM's retry is always safe. Salesforce gets
+Every event of a delivery is validated before the first write (a bad one is a 400 with nothing stored),
+and the answer is a 2xx only once every event is stored, so a CRM's retry is always safe. Salesforce gets
 its SOAP acknowledgement (and a SOAP fault, with the same 4xx/5xx status, when refused); the others a
 small JSON count.
 """
@@ -17,8 +18,8 @@ from pydantic import ValidationError
 
 from closedloop.api import build_resolver, preflight, preflight_error, raw_body
 from closedloop.clock import now_ms
-from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, parse_crm_webhook, salesforce_ack
-from closedloop.deals import WebhookSecret, record_delivery
+from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, salesforce_ack
+from closedloop.deals import WebhookSecret, parse_delivery, record_delivery
 from closedloop.errors import ClientInputError, ClosedloopError, InvalidInputError
 from closedloop.observability import METRICS_NAMESPACE, get_tracer, logger, metrics
 from closedloop.settings import WebhookSettings
@@ -80,7 +81,7 @@ def post_webhook(crm: str):  # no return annotation: Salesforce's answer is XML
     name = "unknown"
     try:
         name = parse_crm_name(crm).value
-        events = parse_crm_webhook(name, _webhook_request(app.current_event.raw_event), webhook_secret.load())
+        events = parse_delivery(name, _webhook_request(app.current_event.raw_event), webhook_secret)
         result = record_delivery(events, store=store, received_at=now_ms())
     except ClosedloopError as exc:
         reason = getattr(exc, "code", type(exc).__name__)

@@ -12,7 +12,7 @@ from closedloop.api import build_resolver, html_page, preflight, preflight_error
 from closedloop.clock import now_ms
 from closedloop.errors import ClientInputError, InvalidInputError
 from closedloop.forms import is_html_form, read_form
-from closedloop.identify import identify_lead, safe_redirect
+from closedloop.identify import VISITOR_COOKIE, identify_lead, safe_redirect
 from closedloop.identity import lead_id_for
 from closedloop.models.leads import IdentifyRequest, IdentifyResponse
 from closedloop.observability import get_tracer, logger, metrics
@@ -30,11 +30,11 @@ app = build_resolver(
         ("application/json", "application/x-www-form-urlencoded", "multipart/form-data"),
     ),
 )
-VISITOR_COOKIE = "_cl_vid"
 THANKS = "Thank you: we received your details."
 
 
 def _cookie_visitor_id() -> str | None:
+    """The ``_cl_vid`` cookie as sent; identify_lead checks it before it becomes a key."""
     for cookie in app.current_event.cookies or []:
         name, _, value = cookie.partition("=")
         if name.strip() == VISITOR_COOKIE:

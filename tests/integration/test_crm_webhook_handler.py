@@ -251,7 +251,9 @@ def serve_hubspot_deal(api: FakeCrmApi) -> None:
     api.route("POST", "/crm/v3/objects/contacts/batch/read", contacts)
 
 
-def salesforce_message(*, org: str = SALESFORCE_ORG, stage: str = "Closed Won") -> bytes:
+def salesforce_message(
+    *, org: str = SALESFORCE_ORG, stage: str = "Closed Won", amount: str = "125000.0"
+) -> bytes:
     """An Opportunity outbound message, in the envelope of Salesforce's outbound messaging WSDL."""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
@@ -267,7 +269,7 @@ def salesforce_message(*, org: str = SALESFORCE_ORG, stage: str = "Closed Won") 
         "<Notification><Id>04l5e00000BuH8nAAF</Id>"
         '<sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
         "<sf:Id>0065e00000KxYzAAAV</sf:Id>"
-        "<sf:Amount>125000.0</sf:Amount>"
+        f"<sf:Amount>{amount}</sf:Amount>"
         "<sf:CloseDate>2026-12-15</sf:CloseDate>"
         "<sf:Contact_Email__c>Ada@Example.com</sf:Contact_Email__c>"
         "<sf:CreatedDate>2026-10-01T09:30:00.000Z</sf:CreatedDate>"
@@ -691,6 +693,42 @@ def test_an_authentic_but_unreadable_delivery_is_a_400_naming_the_problem(crm_we
     assert table_items(dynamodb) == []
 
 
+def test_a_batch_with_one_event_the_store_cannot_keep_is_a_400_and_stores_nothing(crm_webhook, dynamodb):
+    # Given a batch whose first event is fine (its contact would become an offline lead) and whose
+    # second has a version of 41 digits, which DynamoDB cannot keep
+    fine = generic_event("evt_ok", status="won")
+    unstorable = generic_event("evt_bad", deal_id="D-2", version=10**40)
+
+    status, _, reply = send_generic(crm_webhook, fine, unstorable)
+
+    # Then the whole delivery is refused before the first write, naming the event and the field
+    assert (status, reply["error"]["code"]) == (400, "invalid_payload")
+    assert "generic deal event 1: version" in reply["error"]["message"]
+    assert table_items(dynamodb) == []
+
+
+def test_a_hubspot_workflow_call_with_an_infinite_time_is_a_400(crm_webhook, dynamodb):
+    # (with its contact's e-mail, so no lookup is needed: the deal is read from the call alone)
+    body = b'{"objectId": 7, "dealstage": "closedwon", "email": "ada@example.com", '
+    body += b'"hs_lastmodifieddate": Infinity}'
+
+    status, _, reply = deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body))
+
+    assert (status, reply["error"]["code"]) == (400, "invalid_payload")
+    assert "hs_lastmodifieddate is not a finite number" in reply["error"]["message"]
+    assert table_items(dynamodb) == []
+
+
+def test_a_salesforce_amount_dynamodb_cannot_keep_is_a_400_soap_fault(crm_webhook, dynamodb):
+    status, headers, reply = send_salesforce(crm_webhook, salesforce_message(amount="1e999"))
+
+    assert status == 400
+    assert headers["content-type"].startswith("text/xml")
+    assert "<faultcode>soapenv:Client</faultcode>" in reply
+    assert "amount" in reply
+    assert table_items(dynamodb) == []
+
+
 def test_an_unknown_crm_is_404(crm_webhook):
     body = json.dumps(generic_event()).encode()
 
@@ -707,6 +745,42 @@ def test_the_empty_secret_of_a_fresh_stack_answers_404_for_every_crm(secrets_man
     status, _, reply = deliver(module, "generic", body, headers=generic_headers(body))
 
     assert (status, reply["error"]["code"]) == (404, "crm_not_configured")
+
+
+def test_the_first_delivery_after_the_crm_is_set_up_is_stored_without_waiting_for_the_cache(
+    secrets_manager, monkeypatch, store
+):
+    # Given a warm function that has read the empty secret of a fresh stack
+    arn = create_secret(secrets_manager, monkeypatch, {})
+    module = load_function("crm_webhook")
+    assert send_generic(module, generic_event("evt_early"))[0] == 404
+    # When the admin saves the generic section, and the sender delivers a minute later
+    secrets_manager.put_secret_value(
+        SecretId=arn, SecretString=json.dumps({"generic": {"signing_secret": GENERIC_SECRET}})
+    )
+
+    status, _, reply = send_generic(module, generic_event("evt_first"))
+
+    # Then it is stored: the secret was read again before answering 404 (HubSpot would not retry)
+    assert (status, reply) == (200, {"received": 1, "duplicates": 0})
+    assert store.get_deal("generic", "D-1042") is not None
+
+
+def test_a_delivery_signed_with_a_rotated_secret_is_stored_at_once(crm_webhook, secrets_manager, store):
+    # Given a warm function that has cached the secret
+    assert send_generic(crm_webhook, generic_event("evt_before"))[0] == 200
+    # When the admin rotates the generic signing secret, and the sender signs with the new one
+    rotated = "generic-signing-secret-rotated-7a1f"
+    secrets_manager.put_secret_value(
+        SecretId="closedloop-webhooks", SecretString=json.dumps({"generic": {"signing_secret": rotated}})
+    )
+    body = json.dumps(generic_event("evt_after")).encode()
+
+    status, _, _ = deliver(crm_webhook, "generic", body, headers=generic_headers(body, secret=rotated))
+
+    # Then the delivery is stored, not refused with the cached secret's 401
+    assert status == 200
+    assert {e.event_id for e in store.deal_events("generic", "D-1042")} == {"evt_before", "evt_after"}
 
 
 def test_an_invalid_secret_is_a_503_whose_log_names_the_field_not_the_value(

@@ -299,6 +299,14 @@ def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynam
         ),
         pytest.param("email=a@example.com", "text/csv", 415, "content type", id="unknown-content-type"),
         pytest.param("[1, 2]", "application/json", 400, "JSON object", id="json-not-an-object"),
+        pytest.param("[" * 30_000 + "]" * 30_000, "application/json", 400, "nested", id="deep-json"),
+        pytest.param(
+            '{"email": "a@example.com", "x": ' + "[" * 20_000 + "]" * 20_000 + "}",
+            "application/json",
+            400,
+            "nested",
+            id="deep-json-field",
+        ),
         pytest.param(
             {"email": "a@example.com", "notes": "x" * 70_000},
             "application/json",
@@ -318,6 +326,52 @@ def test_bad_input_is_a_4xx_that_says_what_is_wrong_and_writes_nothing(
     assert got == status
     assert says in json.dumps(reply)
     assert item_count(dynamodb) == 0
+
+
+@pytest.mark.parametrize("cookie", ["../../bad#id<script>", "short", "x" * 65, "Laptop Visitor AAAAAAAA"])
+def test_a_malformed_visitor_cookie_is_refused_like_a_malformed_hidden_field(identify, dynamodb, cookie):
+    # The cookie's value would become part of DynamoDB keys (V#<visitor>): it must be a visitor id
+    event = api_event(
+        "POST", "/identify", body={"email": "kim@example.com"}, headers={"cookie": f"_cl_vid={cookie}"}
+    )
+
+    status, _, reply = invoke(identify, event)
+
+    assert (status, reply["error"]["details"][0]["loc"]) == (400, ["cookie", "_cl_vid"])
+    assert cookie not in json.dumps(reply)
+    assert item_count(dynamodb) == 0
+
+
+def test_the_hidden_field_wins_over_a_malformed_cookie_it_makes_unneeded(identify, store):
+    event = form_post({"email": "kim@example.com", "closedloop_visitor_id": LAPTOP}, cookie="_cl_vid=bad!")
+    assert invoke(identify, event)[0] == 200
+    assert [link.visitor_id for link in store.links_of_lead(lead_id_for("kim@example.com"))] == [LAPTOP]
+
+
+def test_custom_fields_of_many_forms_never_grow_the_lead_past_what_dynamodb_keeps(identify, store):
+    # Given one address submitted with 25 forms, each with 20 other custom fields of 1000 characters
+    # (unbounded, the lead item passed DynamoDB's 400 KB after 20 and every later form failed)
+    for form in range(25):
+        fields = {f"form{form:02d}_q{q:02d}": "x" * 1000 for q in range(20)}
+        body = {"email": "many@example.com", "submission_id": f"sub-{form:08d}", **fields}
+        status, _, reply = invoke(identify, api_event("POST", "/identify", body=body))
+        assert status == 200, (form, reply)
+
+    # Then every form was stored, and the lead keeps the latest form's fields
+    lead = store.get_lead(lead_id_for("many@example.com"))
+    assert lead is not None and lead.submissions == 25
+    assert sorted(lead.custom_fields) == [f"form24_q{q:02d}" for q in range(20)]
+
+
+def test_earlier_custom_fields_stay_while_there_is_room(identify, store):
+    first = {"email": "two@example.com", "submission_id": "sub-00000001", "industry": "SaaS", "size": "50"}
+    second = {"email": "two@example.com", "submission_id": "sub-00000002", "size": "200", "budget": "10k"}
+    for body in (first, second):
+        assert invoke(identify, api_event("POST", "/identify", body=body))[0] == 200
+
+    lead = store.get_lead(lead_id_for("two@example.com"))
+    assert lead is not None
+    assert lead.custom_fields == {"industry": "SaaS", "size": "200", "budget": "10k"}
 
 
 def test_a_bad_html_form_gets_a_readable_page_not_json(identify, dynamodb):

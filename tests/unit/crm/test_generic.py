@@ -160,3 +160,24 @@ def test_payload_errors_name_the_field(payload: Any, field: str) -> None:
     assert raised.value.status_code == 400
     # never echo the sender's values back (they may be personal data)
     assert "not-an-email" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (event(version=10**40), "version"),  # once a decimal.Rounded from DynamoDB, a 500
+        (event(occurred_at="1969-07-20T20:17:00Z"), "occurred_at"),
+        (event(occurred_at="9999-12-31T00:00:00Z"), "occurred_at"),
+        (event(created_at="1900-01-01T00:00:00Z"), "created_at"),
+    ],
+    ids=["version-1e40", "before-1970", "after-2100", "created-1900"],
+)
+def test_values_the_store_cannot_keep_are_payload_errors_naming_the_field(payload: Any, field: str) -> None:
+    with pytest.raises(WebhookPayloadError, match=field):
+        parse_generic(signed(payload), CONFIG, now_ms=NOW_MS)
+
+
+def test_one_unstorable_event_refuses_the_whole_batch() -> None:
+    batch = {"events": [event(event_id="fine-1"), event(event_id="bad-2", version=10**40)]}
+    with pytest.raises(WebhookPayloadError, match="generic deal event 1: version"):
+        parse_generic(signed(batch), CONFIG, now_ms=NOW_MS)

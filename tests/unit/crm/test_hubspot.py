@@ -599,3 +599,49 @@ def test_association_changes_reread_the_deal_whichever_end_it_is(crm_api: FakeCr
     # Then both deal ends give the deal, with its contacts re-read; the company association is ignored
     assert [e.deal_id for e in events] == [DEAL_ID, DEAL_ID]
     assert events[0].contact_emails == ("ada@example.com", "grace@example.org")
+
+
+# --- values no deal event can hold: a 400, never a crash or a write DynamoDB refuses ------------------
+
+
+def workflow(**properties: Any) -> bytes:
+    return json.dumps({"objectId": 1, "dealstage": "closedwon", **properties}).encode()
+
+
+def deletion(**fields: Any) -> bytes:
+    event = {"eventId": 1, "subscriptionType": "deal.deletion", "objectId": 1, "occurredAt": NOW_MS}
+    return json.dumps([{**event, **fields}]).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        # JSON's Infinity and NaN, which Python's json module reads as floats
+        (workflow(hs_lastmodifieddate=float("inf")), "hs_lastmodifieddate is not a finite number"),
+        (workflow(hs_lastmodifieddate=float("nan")), "hs_lastmodifieddate is not a finite number"),
+        (workflow(hs_lastmodifieddate="9" * 5000), "hs_lastmodifieddate is not a readable number"),
+        (workflow(closedate=1e300), "closedate is before 1970 or after 2100"),
+        (workflow(createdate="1955-01-01T00:00:00Z"), "createdate is before 1970 or after 2100"),
+        (workflow(dealstage="s" * 257), "stage"),
+        (workflow(amount="1e999"), "amount"),
+        (deletion(occurredAt=10**40), "occurredAt"),
+        (deletion(eventId="e" * 300), "HubSpot event 0: event_id"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    ],
+    ids=[
+        "infinity",
+        "nan",
+        "5000-digits",
+        "huge-closedate",
+        "created-1955",
+        "long-stage",
+        "amount-1e999",
+        "occurredAt-1e40",
+        "long-event-id",
+        "deep-json",
+    ],
+)
+def test_values_no_deal_event_can_hold_are_payload_errors(body: bytes, problem: str) -> None:
+    with pytest.raises(WebhookPayloadError, match=problem) as raised:
+        parse_hubspot(signed_request(body), config(), client=None, now_ms=NOW_MS)
+    assert raised.value.status_code == 400

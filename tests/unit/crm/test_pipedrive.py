@@ -254,3 +254,21 @@ def test_the_client_is_built_from_the_company_domain() -> None:
         config(api_base_url="http://127.0.0.1:9/api/v1").resolved_api_base_url == "http://127.0.0.1:9/api/v1"
     )
     assert PipedriveClient.from_config(config(api_token=None)) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (webhook(data=deal(person_id=None, update_time=float("inf"))), "data.update_time"),
+        (webhook(data=deal(person_id=None, add_time=-1)), "data.add_time"),
+        (webhook(data=deal(person_id=None, close_time=10**30)), "data.close_time"),
+        (webhook(data=deal(person_id=None, value="1e999")), "amount"),
+        (webhook(data=deal(person_id=None), meta_id="m" * 257), "event_id"),
+        (webhook(action="delete", meta_id="m" * 257), "event_id"),
+    ],
+    ids=["infinite-update-time", "added-before-1970", "huge-close-time", "amount-1e999", "long-id", "delete"],
+)
+def test_values_no_deal_event_can_hold_are_payload_errors(body: dict[str, Any], problem: str) -> None:
+    with pytest.raises(WebhookPayloadError, match=problem) as raised:
+        parse_pipedrive(request(body), config(), client=None)
+    assert raised.value.status_code == 400

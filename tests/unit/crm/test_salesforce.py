@@ -248,3 +248,22 @@ def test_messages_the_adapter_cannot_read_are_payload_errors(body: bytes, proble
 def test_a_full_message_of_100_notifications_is_accepted() -> None:
     body = envelope(*(opportunity(f"04l0000000000{i:02d}AAA") for i in range(100)))
     assert len(parse_salesforce(request(body), config())) == 100
+
+
+@pytest.mark.parametrize(
+    ("notification", "problem"),
+    [
+        (opportunity(extra="<sf:Amount>1e999</sf:Amount>"), "notification 1: amount"),
+        (opportunity("04l" + "0" * 300), "notification 1: event_id"),
+        (opportunity(stage="S" * 257), "notification 1: stage"),
+        (opportunity(modified="1969-12-31T23:59:59.000Z"), "notification 1 LastModifiedDate"),
+        (opportunity(extra="<sf:CreatedDate>1901-01-01T00:00:00Z</sf:CreatedDate>"), "CreatedDate"),
+        (opportunity(extra="<sf:SystemModstamp>" + "9" * 40 + "</sf:SystemModstamp>"), "SystemModstamp"),
+    ],
+    ids=["amount-1e999", "long-id", "long-stage", "modified-1969", "created-1901", "40-digit-modstamp"],
+)
+def test_values_no_deal_event_can_hold_refuse_the_message(notification: str, problem: str) -> None:
+    body = envelope(opportunity("04l000000000001AAA"), notification)
+    with pytest.raises(WebhookPayloadError, match=problem) as raised:
+        parse_salesforce(request(body), config())
+    assert raised.value.status_code == 400

@@ -12,7 +12,10 @@ calls :func:`record_delivery`. Every write is idempotent, so a CRM may redeliver
    new state (only over the revision it was computed from) and the links of new leads to the deal.
    An event older than the state is kept in the history but does not move the state.
 
-The answer to the CRM goes out only after :func:`record_delivery` returns: every event is stored.
+The whole delivery is parsed, and each of its events validated, before the first write: a bad event
+refuses the delivery (400) with nothing stored. The answer to the CRM goes out only after
+:func:`record_delivery` returns: every event is stored. A failure in between (503) may leave the
+earlier events and offline leads stored; the CRM's retry finds them and changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,17 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from closedloop.crm import CrmName, CrmNotConfiguredError, CrmSecrets, DealEvent, DealState, next_deal_state
+from closedloop.crm import (
+    CrmName,
+    CrmNotConfiguredError,
+    CrmSecrets,
+    DealEvent,
+    DealState,
+    WebhookAuthError,
+    WebhookRequest,
+    next_deal_state,
+    parse_crm_webhook,
+)
 from closedloop.errors import DependencyError, InvalidInputError, StoreUnavailableError
 from closedloop.identity import lead_id_for, normalise_email
 from closedloop.models.leads import Lead
@@ -44,6 +57,7 @@ __all__ = [
     "WebhookSecret",
     "WebhookSecretError",
     "contact_leads",
+    "parse_delivery",
     "parse_webhook_secret",
     "record_deal_event",
     "record_delivery",
@@ -205,7 +219,9 @@ def record_delivery(events: Sequence[DealEvent], *, store: DealStore, received_a
     Parameters
     ----------
     events
-        The delivery's events, as :func:`closedloop.crm.parse_crm_webhook` returned them.
+        The delivery's events, as :func:`closedloop.crm.parse_crm_webhook` returned them: all of
+        them validated (a :class:`~closedloop.crm.DealEvent` holds only values the store can keep),
+        so no event of the batch can fail on its content after an earlier one was written.
     store
         The store.
     received_at
@@ -312,8 +328,13 @@ class WebhookSecret:
             self._provider = SecretsProvider(boto_config=config)
         return self._provider
 
-    def load(self) -> CrmSecrets:
+    def load(self, *, force_fetch: bool = False) -> CrmSecrets:
         """Return the validated secret (cached; validated again only when its text changed).
+
+        Parameters
+        ----------
+        force_fetch
+            Read Secrets Manager even if the cached value is younger than ``max_age``.
 
         Raises
         ------
@@ -325,7 +346,7 @@ class WebhookSecret:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         try:
-            raw = self.provider.get(self.secret_id, max_age=self.max_age)
+            raw = self.provider.get(self.secret_id, max_age=self.max_age, force_fetch=force_fetch)
         except GetParameterError as exc:
             logger.error("the webhook secret cannot be read", error=str(exc))
             raise WebhookSecretError("the webhook secret cannot be read") from exc
@@ -334,3 +355,25 @@ class WebhookSecret:
         if self._parsed is None or self._parsed[0] != raw:
             self._parsed = (raw, parse_webhook_secret(raw))
         return self._parsed[1]
+
+
+def parse_delivery(crm: CrmName | str, request: WebhookRequest, secret: WebhookSecret) -> list[DealEvent]:
+    """Verify and parse a delivery (:func:`closedloop.crm.parse_crm_webhook`) with the webhook secret.
+
+    The secret is cached for minutes, and HubSpot never retries a 401 or a 404: a delivery signed with
+    a just-rotated secret, or sent just after the CRM was set up, would be lost. So before refusing one
+    for its signature or for a CRM that is not configured, the secret is read again, once, bypassing
+    the cache.
+
+    Raises
+    ------
+    WebhookAuthError, CrmNotConfiguredError
+        Refused with the fresh secret too (401, 404).
+    ClosedloopError
+        As :func:`closedloop.crm.parse_crm_webhook` and :meth:`WebhookSecret.load`.
+    """
+    try:
+        return parse_crm_webhook(crm, request, secret.load())
+    except (WebhookAuthError, CrmNotConfiguredError):
+        fresh = secret.load(force_fetch=True)
+    return parse_crm_webhook(crm, request, fresh)

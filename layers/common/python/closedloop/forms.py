@@ -31,6 +31,9 @@ def read_form(content_type: str, body: bytes) -> dict[str, Any]:
             data = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInputError("the body is not valid JSON") from exc
+        except RecursionError:
+            # "[[[[..." a few thousand deep exhausts the decoder's stack: still the client's fault.
+            raise InvalidInputError("the body is nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidInputError("the body must be a JSON object")
         return data

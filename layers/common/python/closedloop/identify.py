@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import SplitResult, urlsplit
 
+from pydantic import TypeAdapter, ValidationError
+
 from closedloop.errors import InvalidInputError, StoreUnavailableError
 from closedloop.identity import (
     LinkChange,
@@ -16,17 +18,28 @@ from closedloop.identity import (
     normalise_email,
     plan_link,
 )
-from closedloop.models.leads import IdentifyRequest, Lead, Submission, VisitorLink
+from closedloop.models.collect import VisitorId
+from closedloop.models.leads import MAX_CUSTOM_FIELDS, IdentifyRequest, Lead, Submission, VisitorLink
 from closedloop.models.visits import Touch
 from closedloop.store.dynamodb import WriteOutcome
 
-__all__ = ["DUPLICATE_WINDOW_MS", "IdentifyResult", "LeadStore", "identify_lead", "safe_redirect"]
+__all__ = [
+    "DUPLICATE_WINDOW_MS",
+    "VISITOR_COOKIE",
+    "IdentifyResult",
+    "LeadStore",
+    "identify_lead",
+    "safe_redirect",
+]
 
 # The same visitor, email and form again within this window is the same submission (a double click,
 # a browser resubmitting on back/forward).
 DUPLICATE_WINDOW_MS = 10 * 60 * 1000
 MAX_CONFLICTS = 5
 PROFILE_FIELDS = ("name", "first_name", "last_name", "company", "phone", "job_title", "consent")
+# The tracker's first-party cookie holding the visitor id (tracker/t.src.js).
+VISITOR_COOKIE = "_cl_vid"
+_VISITOR_ID: TypeAdapter[str] = TypeAdapter(VisitorId)
 
 
 class LeadStore(Protocol):
@@ -111,15 +124,43 @@ def _is_recent_repeat(
     )
 
 
+def _cookie_visitor(value: str) -> str:
+    """The visitor id of the cookie, checked like the form's hidden field: it becomes a key."""
+    try:
+        return _VISITOR_ID.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInputError(
+            f"the {VISITOR_COOKIE} cookie is not a visitor id",
+            details=[{"loc": ["cookie", VISITOR_COOKIE], "msg": "must be 16 to 64 letters, digits, - or _"}],
+        ) from exc
+
+
+def _merged_custom_fields(
+    earlier: dict[str, str | int | float | bool | None], latest: dict[str, str | int | float | bool | None]
+) -> dict[str, str | int | float | bool | None]:
+    """This submission's custom fields, then earlier ones, at most ``MAX_CUSTOM_FIELDS`` in all.
+
+    A form may send up to that many, and the lead keeps no more: merging every form's fields without
+    a bound grows the lead past DynamoDB's 400 KB item limit, and every later form of that address
+    would fail. The latest submission's fields all stay (they are the newest values); the earlier
+    fields that still fit are kept in name order, so the choice does not depend on the store's map
+    order (DynamoDB keeps no order in a map).
+    """
+    room = MAX_CUSTOM_FIELDS - len(latest)
+    kept = sorted(name for name in earlier if name not in latest)[: max(room, 0)]
+    return {**{name: earlier[name] for name in kept}, **latest}
+
+
 def _merged_profile(
     previous: Lead | None, request: IdentifyRequest, *, lead_id: str, email: str, at: int
 ) -> Lead:
-    """The latest submission's non-empty fields win; custom fields accumulate."""
+    """The latest submission's non-empty fields win; custom fields accumulate up to a bound
+    (:func:`_merged_custom_fields`)."""
     base = previous or Lead(lead_id=lead_id, email=email, created_at=at, updated_at=at)
     updates: dict[str, object] = {
         name: getattr(request, name) for name in PROFILE_FIELDS if getattr(request, name) is not None
     }
-    updates["custom_fields"] = {**base.custom_fields, **request.custom_fields}
+    updates["custom_fields"] = _merged_custom_fields(base.custom_fields, request.custom_fields)
     updates["updated_at"] = at
     updates["submissions"] = base.submissions + 1
     return base.model_copy(update=updates)
@@ -135,16 +176,21 @@ def identify_lead(
 ) -> IdentifyResult:
     """Create or update the lead of ``request.email`` and link the submitting visitor to it.
 
+    The visitor is the form's (``visitor_id`` or the hidden field), else the ``_cl_vid`` cookie's
+    (``cookie_visitor_id``, as the browser sent it). The lead keeps at most ``MAX_CUSTOM_FIELDS``
+    custom fields: this submission's, then earlier ones in name order while they fit.
+
     Raises
     ------
     InvalidInputError
-        The email is not valid; nothing was written.
+        The email is not valid, or the cookie that would identify the visitor is not a visitor id
+        (as a malformed hidden field is refused); nothing was written.
     StoreUnavailableError
         DynamoDB failed; nothing of this submission was written, and retrying is safe.
     """
     email = normalise_email(request.email)
     lead_id = lead_id_for(email)
-    visitor_id = request.visitor or cookie_visitor_id
+    visitor_id = request.visitor or (_cookie_visitor(cookie_visitor_id) if cookie_visitor_id else None)
     submission_id = _submission_id(request, email, visitor_id, received_at)
     page = _split_page(request.page_url or page_url or "")
 

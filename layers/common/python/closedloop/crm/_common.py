@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -11,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from closedloop.crm.errors import WebhookPayloadError
-from closedloop.crm.models import WebhookRequest
+from closedloop.crm.models import MAX_DEAL_TIME_MS, DealEvent, WebhookRequest
 from closedloop.crm.money import normalise_currency, parse_amount
 
 MAX_BODY_BYTES = 1_048_576
@@ -38,6 +39,8 @@ def load_json(body: bytes, crm: str) -> Any:
         return json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise WebhookPayloadError(f"the {crm} webhook body is not valid JSON") from None
+    except RecursionError:
+        raise WebhookPayloadError(f"the {crm} webhook body is nested too deeply") from None
 
 
 def describe(exc: ValidationError, what: str) -> WebhookPayloadError:
@@ -51,39 +54,67 @@ def describe(exc: ValidationError, what: str) -> WebhookPayloadError:
     return WebhookPayloadError(f"invalid {what}: " + "; ".join(problems), details=details)
 
 
-def to_ms(value: object) -> int | None:
+def deal_event(what: str, **fields: Any) -> DealEvent:
+    """Build an adapter's :class:`DealEvent`; a value it cannot hold (an id or stage over 256
+    characters, a time before 1970 or after 2100, an amount DynamoDB cannot keep) is the CRM's 400,
+    raised while the delivery is parsed, so nothing of it is written."""
+    try:
+        return DealEvent(**fields)
+    except ValidationError as exc:
+        raise describe(exc, what) from None
+
+
+def to_ms(value: object, *, field: str = "a time") -> int | None:
     """Read a time a CRM sent: epoch seconds or ms (number or digits), ISO 8601 (naive means UTC),
-    or a date. Returns ``None`` for ``None``, blanks and anything unreadable."""
+    or a date. Returns ``None`` for ``None``, blanks and text that is no time. A time before 1970 or
+    after 2100 (:class:`DealEvent`'s bounds) or a number that is no time (NaN, infinite, thousands of
+    digits) is a 400 naming ``field``, never an overflow deep in the parse or a write DynamoDB refuses."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float | Decimal):
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        if not finite:
+            raise WebhookPayloadError(f"{field} is not a finite number")
+        if not -MAX_DEAL_TIME_MS <= value <= MAX_DEAL_TIME_MS:  # before int(): 1E+999999 has a million digits
+            raise WebhookPayloadError(f"{field} is before 1970 or after 2100")
         number = int(value)
-        return number * 1000 if abs(number) < _SECONDS_LIMIT else number
+        return _in_range(number * 1000 if abs(number) < _SECONDS_LIMIT else number, field)
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return int(moment.timestamp() * 1000)
+        return _in_range(int(moment.timestamp() * 1000), field)
     if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
+        return to_ms(datetime(value.year, value.month, value.day, tzinfo=UTC), field=field)
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
     if text.lstrip("-").isdigit():
-        return to_ms(int(text))
+        try:
+            number = int(text)
+        except ValueError:  # over Python's 4300-digit limit, or digits int() does not read ("²")
+            raise WebhookPayloadError(f"{field} is not a readable number") from None
+        return to_ms(number, field=field)
     try:
         parsed = datetime.fromisoformat(text.replace(" ", "T", 1) if "T" not in text else text)
     except ValueError:
         return None
-    return to_ms(parsed)
+    return to_ms(parsed, field=field)
 
 
-def to_date(value: object) -> date | None:
-    """Read a close date: ``YYYY-MM-DD``, an ISO datetime or epoch ms (its UTC day)."""
+def _in_range(ms: int, field: str) -> int:
+    if not 0 <= ms <= MAX_DEAL_TIME_MS:
+        raise WebhookPayloadError(f"{field} is before 1970 or after 2100")
+    return ms
+
+
+def to_date(value: object, *, field: str = "a date") -> date | None:
+    """Read a close date: ``YYYY-MM-DD``, an ISO datetime or epoch ms (its UTC day); ``None`` and the
+    400 as :func:`to_ms`."""
     if isinstance(value, str) and len(value.strip()) == 10:
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
             return None
-    ms = to_ms(value)
+    ms = to_ms(value, field=field)
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC).date()
 
 

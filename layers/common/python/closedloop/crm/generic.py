@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Final, Literal, Self
 
@@ -27,7 +27,14 @@ from pydantic import (
 from closedloop.crm._common import check_body, current_ms, describe, load_json, to_ms
 from closedloop.crm.config import GenericConfig
 from closedloop.crm.errors import WebhookAuthError, WebhookPayloadError
-from closedloop.crm.models import CrmName, DealEvent, DealLifecycle, WebhookRequest
+from closedloop.crm.models import (
+    MAX_DEAL_TIME_MS,
+    MAX_DEAL_VERSION,
+    CrmName,
+    DealEvent,
+    DealLifecycle,
+    WebhookRequest,
+)
 from closedloop.crm.money import normalise_currency, parse_amount
 
 __all__ = [
@@ -120,8 +127,16 @@ class GenericDealPayload(BaseModel):
     close_date: date | None = None
     created_at: AwareDatetime | None = None
     version: Annotated[
-        int | None, Field(ge=0, description="Your ordering key; occurred_at in ms when omitted.")
+        int | None,
+        Field(ge=0, le=MAX_DEAL_VERSION, description="Your ordering key; occurred_at in ms when omitted."),
     ] = None
+
+    @field_validator("occurred_at", "created_at", mode="after")
+    @classmethod
+    def _storable_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not 0 <= value.timestamp() * 1000 <= MAX_DEAL_TIME_MS:
+            raise ValueError("must be between 1970 and 2100")
+        return value
 
     @field_validator("amount", mode="before")
     @classmethod

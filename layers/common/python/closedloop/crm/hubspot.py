@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from closedloop.crm._common import (
     check_body,
     current_ms,
+    deal_event,
     describe,
     lenient_amount,
     lenient_currency,
@@ -43,6 +44,7 @@ from closedloop.crm.config import HubSpotConfig
 from closedloop.crm.errors import CrmApiError, CrmApiNotFoundError, WebhookAuthError, WebhookPayloadError
 from closedloop.crm.http import JsonHttpClient
 from closedloop.crm.models import (
+    MAX_DEAL_TIME_MS,
     CrmName,
     DealEvent,
     DealLifecycle,
@@ -353,7 +355,7 @@ class _SubscriptionEvent(BaseModel):
     from_object_id: str | None = Field(default=None, alias="fromObjectId")
     to_object_id: str | None = Field(default=None, alias="toObjectId")
     association_type: str | None = Field(default=None, alias="associationType")
-    occurred_at: int = Field(alias="occurredAt", ge=0)
+    occurred_at: int = Field(alias="occurredAt", ge=0, le=MAX_DEAL_TIME_MS)
     object_type_id: str | None = Field(default=None, alias="objectTypeId")
     property_name: str | None = Field(default=None, alias="propertyName")
     merged_object_ids: list[str] = Field(default_factory=list, alias="mergedObjectIds")
@@ -390,6 +392,7 @@ def _lifecycle(properties: Mapping[str, Any], rules: StageRules) -> DealLifecycl
 
 
 def _deal_event(
+    what: str,
     *,
     event_id: str,
     deal_id: str,
@@ -398,8 +401,9 @@ def _deal_event(
     occurred_at: int,
     config: HubSpotConfig,
 ) -> DealEvent:
-    modified = to_ms(properties.get("hs_lastmodifieddate"))
-    return DealEvent(
+    modified = to_ms(properties.get("hs_lastmodifieddate"), field=f"{what} hs_lastmodifieddate")
+    return deal_event(
+        what,
         crm=CrmName.HUBSPOT,
         event_id=event_id,
         deal_id=deal_id,
@@ -412,13 +416,14 @@ def _deal_event(
         stage=text(properties.get("dealstage")),
         amount=lenient_amount(properties.get("amount")),
         currency=lenient_currency(properties.get("deal_currency_code"), config.default_currency),
-        close_date=to_date(properties.get("closedate")),
-        created_at=to_ms(properties.get("createdate")),
+        close_date=to_date(properties.get("closedate"), field=f"{what} closedate"),
+        created_at=to_ms(properties.get("createdate"), field=f"{what} createdate"),
     )
 
 
-def _deleted(event_id: str, deal_id: str, occurred_at: int) -> DealEvent:
-    return DealEvent(
+def _deleted(what: str, event_id: str, deal_id: str, occurred_at: int) -> DealEvent:
+    return deal_event(
+        what,
         crm=CrmName.HUBSPOT,
         event_id=event_id,
         deal_id=deal_id,
@@ -447,7 +452,8 @@ def _subscription_events(
 
     events: list[DealEvent] = []
     deals: dict[str, HubSpotDeal | None] = {}  # one lookup per deal per batch
-    for event in parsed:
+    for index, event in enumerate(parsed):
+        what = f"HubSpot event {index}"
         deal_id = event.deal_id
         # Contact events are not deal events, except a contact associated with or removed from a deal.
         if deal_id is None or not (_is_deal(event) or event.object_id is None):
@@ -456,13 +462,14 @@ def _subscription_events(
             continue  # caused by Closedloop's own write-back (docs/crm-writeback.md): no loop
         action = event.subscription_type.split(".", 1)[1] if "." in event.subscription_type else ""
         if action in {"deletion", "privacyDeletion"}:
-            events.append(_deleted(event.event_id, deal_id, event.occurred_at))
+            events.append(_deleted(what, event.event_id, deal_id, event.occurred_at))
             continue
         if action == "merge":
             # The merged-away deals no longer exist; the surviving deal is read below.
             for merged_id in event.merged_object_ids:
                 if merged_id != deal_id:
-                    events.append(_deleted(f"{event.event_id}:{merged_id}", merged_id, event.occurred_at))
+                    merged = _deleted(what, f"{event.event_id}:{merged_id}", merged_id, event.occurred_at)
+                    events.append(merged)
         if client is None:
             raise CrmApiError("HubSpot deal events need hubspot.private_app_token in the webhook secret")
         if deal_id not in deals:
@@ -475,6 +482,7 @@ def _subscription_events(
             continue
         events.append(
             _deal_event(
+                what,
                 event_id=event.event_id,
                 deal_id=deal_id,
                 properties=deal.properties,
@@ -538,9 +546,10 @@ def _workflow_event(
         )
     # Workflow webhooks have no event id; a retry repeats the body, so its hash identifies the call.
     event_id = "workflow:" + hashlib.sha256(request.body).hexdigest()[:40]
-    sent_at = to_ms(request.header("X-HubSpot-Request-Timestamp"))
+    what = "HubSpot workflow webhook"
+    sent_at = to_ms(request.header("X-HubSpot-Request-Timestamp"), field="X-HubSpot-Request-Timestamp")
     if body.get("isDeleted") is True:
-        return _deleted(event_id, deal_id, sent_at or now)
+        return _deleted(what, event_id, deal_id, sent_at or now)
 
     emails: list[object] = [properties.get(key) for key in ("email", "contact_email", "contact_emails")]
     if isinstance(properties.get("contact_emails"), list):
@@ -564,8 +573,10 @@ def _workflow_event(
             )
     except CrmApiNotFoundError:
         return None  # the deal was deleted since the workflow ran
-    occurred_at = to_ms(properties.get("hs_lastmodifieddate")) or sent_at or now
+    modified = to_ms(properties.get("hs_lastmodifieddate"), field=f"{what} hs_lastmodifieddate")
+    occurred_at = modified or sent_at or now
     return _deal_event(
+        what,
         event_id=event_id,
         deal_id=deal_id,
         properties=properties,
@@ -608,7 +619,9 @@ def parse_hubspot(
     WebhookAuthError
         Bad, missing or stale signature (401); nothing else was read.
     WebhookPayloadError
-        The body is not a HubSpot shape (400).
+        The body is not a HubSpot shape, or holds a value no deal event can hold (an id or stage
+        over 256 characters, a time before 1970 or after 2100, an amount DynamoDB cannot keep) (400);
+        raised before anything of the batch is stored.
     CrmApiRetryableError
         HubSpot's API is slow, down or rate-limited (503, HubSpot retries).
     CrmApiError

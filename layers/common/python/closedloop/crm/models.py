@@ -17,9 +17,12 @@ from urllib.parse import parse_qsl, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closedloop.crm.money import normalise_currency
+from closedloop.models.collect import EPOCH_MS_MAX
 from closedloop.models.numbers import is_storable_number
 
 __all__ = [
+    "MAX_DEAL_TIME_MS",
+    "MAX_DEAL_VERSION",
     "CrmName",
     "DealEvent",
     "DealLifecycle",
@@ -31,6 +34,13 @@ __all__ = [
 
 # Deliberately loose: the CRM already validated the address; this only keeps out blanks and junk.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Bounds of a deal event's times and version: an event that validates is one the store can keep (a
+# 39-digit number fails DynamoDB's write, a 500 the CRM would retry forever). Times end where
+# EpochMillis does, in 2100, but start at the epoch (CRMs hold deals older than 2000); a version is any
+# signed 64-bit integer, as every CRM's ordering key is.
+MAX_DEAL_TIME_MS = EPOCH_MS_MAX
+MAX_DEAL_VERSION = 2**63 - 1
+DealTime = Annotated[int, Field(ge=0, le=MAX_DEAL_TIME_MS)]
 
 
 class CrmName(StrEnum):
@@ -185,11 +195,12 @@ class DealEvent(BaseModel):
     ]
     deal_id: Annotated[str, Field(min_length=1, max_length=256, description="The CRM's id of the deal.")]
     lifecycle: DealLifecycle
-    occurred_at: Annotated[int, Field(ge=0, description="When the change happened, ms epoch UTC.")]
+    occurred_at: Annotated[DealTime, Field(description="When the change happened, ms epoch UTC.")]
     version: Annotated[
         int,
         Field(
             ge=0,
+            le=MAX_DEAL_VERSION,
             description="Ordering key: the CRM's modification time in ms (or its own sequence). A state "
             "never moves back to an older version.",
         ),
@@ -200,7 +211,7 @@ class DealEvent(BaseModel):
     amount: Annotated[Decimal | None, Field(description="Exact amount in `currency`.")] = None
     currency: Annotated[str | None, Field(description="ISO 4217 code, upper case.")] = None
     close_date: Annotated[date | None, Field(description="The expected or actual close date.")] = None
-    created_at: Annotated[int | None, Field(ge=0, description="When the CRM created the deal, ms.")] = None
+    created_at: Annotated[DealTime | None, Field(description="When the CRM created the deal, ms.")] = None
 
     @field_validator("contact_emails", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from closedloop.crm._common import (
     check_body,
     current_ms,
+    deal_event,
     lenient_amount,
     lenient_currency,
     load_json,
@@ -203,7 +204,8 @@ def parse_pipedrive(
     WebhookAuthError
         Missing or wrong Basic credentials (401).
     WebhookPayloadError
-        Not a v2 webhook body (400).
+        Not a v2 webhook body, or a value no deal event can hold (an id over 256 characters, a time
+        before 1970 or after 2100, an amount DynamoDB cannot keep) (400).
     CrmApiRetryableError
         Pipedrive's API is slow, down or rate-limited (503, Pipedrive retries).
     """
@@ -238,11 +240,13 @@ def parse_pipedrive(
     if action in {"change", "changed", "update", "updated"} and _only_our_fields(previous, config):
         return []  # the echo of Closedloop's own write-back (docs/crm-writeback.md): no loop
 
-    sent_at = to_ms(meta.get("timestamp"))
+    what = f"Pipedrive {action or 'deal'} webhook"
+    sent_at = to_ms(meta.get("timestamp"), field="meta.timestamp")
     if action in {"delete", "deleted"}:
         at = sent_at or current_ms(now_ms)
         return [
-            DealEvent(
+            deal_event(
+                what,
                 crm=CrmName.PIPEDRIVE,
                 event_id=event_id,
                 deal_id=deal_id,
@@ -259,9 +263,10 @@ def parse_pipedrive(
     if lifecycle is DealLifecycle.OPEN and previous_status in {"won", "lost"}:
         lifecycle = DealLifecycle.REOPENED
     # update_time is the deal's own modification time: the best order key; the delivery time next.
-    at = to_ms(data.get("update_time")) or sent_at or current_ms(now_ms)
+    at = to_ms(data.get("update_time"), field="data.update_time") or sent_at or current_ms(now_ms)
     return [
-        DealEvent(
+        deal_event(
+            what,
             crm=CrmName.PIPEDRIVE,
             event_id=event_id,
             deal_id=deal_id,
@@ -273,7 +278,9 @@ def parse_pipedrive(
             stage=text(data.get("stage_id")),
             amount=lenient_amount(data.get("value")),
             currency=lenient_currency(data.get("currency"), None),
-            close_date=to_date(data.get("close_time") or data.get("expected_close_date")),
-            created_at=to_ms(data.get("add_time")),
+            close_date=to_date(
+                data.get("close_time") or data.get("expected_close_date"), field="data.close_time"
+            ),
+            created_at=to_ms(data.get("add_time"), field="data.add_time"),
         )
     ]

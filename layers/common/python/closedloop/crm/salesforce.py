@@ -20,7 +20,15 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as SafeElementTree
 from defusedxml import DefusedXmlException
 
-from closedloop.crm._common import check_body, lenient_amount, lenient_currency, text, to_date, to_ms
+from closedloop.crm._common import (
+    check_body,
+    deal_event,
+    lenient_amount,
+    lenient_currency,
+    text,
+    to_date,
+    to_ms,
+)
 from closedloop.crm.config import SalesforceConfig
 from closedloop.crm.errors import WebhookAuthError, WebhookPayloadError
 from closedloop.crm.models import CrmName, DealEvent, DealLifecycle, WebhookRequest, normalise_emails
@@ -119,8 +127,9 @@ def _notification_event(notification: Element, index: int, config: SalesforceCon
     deal_id = fields.get("Id")
     if deal_id is None:
         raise WebhookPayloadError(f"Salesforce notification {index} has no Opportunity Id")
-    modified = to_ms(fields.get("LastModifiedDate"))
-    version = to_ms(fields.get("SystemModstamp")) or modified
+    where = f"Salesforce notification {index}"
+    modified = to_ms(fields.get("LastModifiedDate"), field=f"{where} LastModifiedDate")
+    version = to_ms(fields.get("SystemModstamp"), field=f"{where} SystemModstamp") or modified
     if version is None:
         raise WebhookPayloadError(
             f"Salesforce notification {index} lacks LastModifiedDate: add it (or SystemModstamp) to the "
@@ -140,7 +149,8 @@ def _notification_event(notification: Element, index: int, config: SalesforceCon
     else:
         lifecycle = DealLifecycle.OPEN
 
-    return DealEvent(
+    return deal_event(
+        where,
         crm=CrmName.SALESFORCE,
         event_id=notification_id,
         deal_id=deal_id,
@@ -152,8 +162,8 @@ def _notification_event(notification: Element, index: int, config: SalesforceCon
         stage=stage,
         amount=lenient_amount(fields.get("Amount")),
         currency=lenient_currency(fields.get("CurrencyIsoCode"), config.default_currency),
-        close_date=to_date(fields.get("CloseDate")),
-        created_at=to_ms(fields.get("CreatedDate")),
+        close_date=to_date(fields.get("CloseDate"), field=f"{where} CloseDate"),
+        created_at=to_ms(fields.get("CreatedDate"), field=f"{where} CreatedDate"),
     )
 
 
@@ -179,7 +189,9 @@ def parse_salesforce(request: WebhookRequest, config: SalesforceConfig) -> list[
         Missing or wrong URL token, or a message from another org (401).
     WebhookPayloadError
         Not a well-formed outbound message, a DTD or entity in it, more than 100 notifications,
-        an object other than Opportunity, or no modification date (400).
+        an object other than Opportunity, no modification date, or a value no deal event can hold
+        (an id over 256 characters, a time before 1970, an amount of 1e999) (400); raised before
+        anything of the message is stored.
     """
     check_body(request)
     verify_salesforce_token(request, config.url_token.get_secret_value())

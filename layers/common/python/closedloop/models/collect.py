@@ -18,6 +18,8 @@ from pydantic import (
 from closedloop.models.numbers import is_storable_number
 
 __all__ = [
+    "EPOCH_MS_MAX",
+    "EPOCH_MS_MIN",
     "MAX_EVENTS_PER_BATCH",
     "CollectBatch",
     "CollectBody",
@@ -34,7 +36,9 @@ MAX_EVENTS_PER_BATCH = 50
 VisitorId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 EventId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 # Milliseconds since the epoch, between 2000 and 2100: anything else is a broken clock or a wrong unit.
-EpochMillis = Annotated[int, Field(ge=946_684_800_000, le=4_102_444_800_000, strict=False)]
+EPOCH_MS_MIN = 946_684_800_000  # 2000-01-01
+EPOCH_MS_MAX = 4_102_444_800_000  # 2100-01-01
+EpochMillis = Annotated[int, Field(ge=EPOCH_MS_MIN, le=EPOCH_MS_MAX, strict=False)]
 PropValue = str | int | float | bool | None
 
 
