@@ -40,7 +40,9 @@ class ClosedloopStack(Stack):
             log_retention_days=settings.log_retention_days,
             description="Closedloop tracker, page views and touches",
         )
-        storage.grant(collect, "GetItem", "PutItem", "ConditionCheckItem", "Query")
+        # Exactly what recording an event calls: GetItem (the visitor's state) and one TransactWriteItems
+        # of Puts only (event, state, touch, late-day marker); a transaction's Put needs PutItem.
+        storage.grant(collect, "GetItem", "PutItem")
         identify = ClosedloopFunction(
             self,
             "identify",
@@ -94,7 +96,9 @@ class ClosedloopStack(Stack):
             )
         )
 
-        self.analytics = AnalyticsConstruct(self, "Analytics", production=settings.production)
+        self.analytics = AnalyticsConstruct(
+            self, "Analytics", production=settings.production, retention_days=settings.retention_days
+        )
         self.attribute_job = AttributeJobConstruct(
             self,
             "AttributeJob",

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from closedloop.api import build_resolver, preflight, preflight_error
 from closedloop.clock import now_ms
-from closedloop.collect import record_events
+from closedloop.collect import opts_out, record_events
 from closedloop.errors import ClientInputError, DependencyError
 from closedloop.models.collect import CollectBatch, CollectBody, CollectEvent, CollectResponse
 from closedloop.observability import logger, metrics
@@ -33,18 +33,22 @@ NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "
 
 
 def _store_events(events: list[CollectEvent], sent_at: int | None) -> CollectResponse:
+    headers = app.current_event.headers
+    opted_out = opts_out(headers.get("sec-gpc"), honor_gpc=settings.honor_gpc)
     result = record_events(
         events,
         store=store,
         received_at=now_ms(),
-        user_agent=app.current_event.headers.get("user-agent"),
+        user_agent=headers.get("user-agent"),
         site_domains=settings.site_domains,
         sent_at=sent_at,
         retention_days=settings.retention_days,
+        opted_out=opted_out,
     )
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsDuplicated", unit=MetricUnit.Count, value=result.duplicates)
-    metrics.add_metric(name="BotEventsDropped", unit=MetricUnit.Count, value=result.dropped)
+    dropped = "OptOutEventsDropped" if opted_out else "BotEventsDropped"
+    metrics.add_metric(name=dropped, unit=MetricUnit.Count, value=result.dropped)
     return result
 
 

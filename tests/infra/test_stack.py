@@ -80,7 +80,23 @@ def test_each_function_gets_only_the_writes_it_needs(template: Template) -> None
     assert not any("DeleteItem" in str(a) for actions in actions_of.values() for a in actions)
 
 
-def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Template) -> None:
+def test_the_collect_function_may_only_read_visitor_state_and_put_items(template: Template) -> None:
+    # closedloop.collect calls get_visitor_state (GetItem) and record_event: one TransactWriteItems of
+    # Puts, which IAM checks as PutItem. No Query, no ConditionCheckItem, no UpdateItem.
+    dynamodb_actions = {
+        action
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if policy["Properties"]["Roles"][0]["Ref"].startswith("CollectRole")
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        for action in _list(statement["Action"])
+        if str(action).startswith("dynamodb:")
+    }
+    assert dynamodb_actions == {"dynamodb:GetItem", "dynamodb:PutItem"}
+
+
+def test_the_powertools_layer_is_aws_managed_pinned_and_resolved_at_deploy(template: Template) -> None:
+    from infra.constructs.layers import POWERTOOLS_PARAMETER
+
     ours = {
         f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]: f["Properties"]
         for f in template.find_resources("AWS::Lambda::Function").values()
@@ -98,9 +114,7 @@ def test_the_powertools_layer_is_aws_managed_resolved_at_deploy(template: Templa
         with_pandas = {"closedloop-attribute", "closedloop-publish", "closedloop-erase"}
         assert len(properties["Layers"]) == (3 if service in with_pandas else 2), service
     parameters = template.to_json()["Parameters"]
-    assert any(
-        "/aws/service/powertools/python/arm64/python3.12/latest" in json.dumps(p) for p in parameters.values()
-    )
+    assert any(POWERTOOLS_PARAMETER in json.dumps(p) for p in parameters.values())
 
 
 def test_every_route_of_the_product_is_on_the_http_api(template: Template) -> None:

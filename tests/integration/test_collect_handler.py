@@ -185,6 +185,64 @@ def test_known_bots_are_dropped_and_nothing_is_stored(collect, dynamodb):
     assert item_count(dynamodb) == 0
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "request_args"),
+    [
+        ("POST", "/collect", {"body": page_view("evt-00000001", f"{SITE_ORIGIN}/")}),
+        (
+            "POST",
+            "/collect",
+            {
+                "body": json.dumps({"events": [page_view("evt-00000001", f"{SITE_ORIGIN}/")]}),
+                "content_type": "text/plain;charset=UTF-8",
+            },
+        ),
+        ("GET", "/collect.gif", {"query": {"v": VISITOR, "e": "evt-00000001", "u": f"{SITE_ORIGIN}/"}}),
+    ],
+    ids=["json", "beacon", "pixel"],
+)
+def test_global_privacy_control_is_answered_like_success_and_nothing_is_stored(
+    collect, dynamodb, method, path, request_args
+):
+    # Given a browser that sends Global Privacy Control, reaching the server without t.js's own check
+    event = api_event(method, path, headers={"sec-gpc": "1"}, **request_args)
+
+    # When it sends a page view
+    status, _, reply = invoke(collect, event)
+
+    # Then it is answered as usual, and nothing of it is stored
+    assert status == 200
+    if path == "/collect":
+        assert (reply["accepted"], reply["dropped"]) == (0, 1)
+    else:
+        assert reply[:6] == b"GIF89a"
+    assert item_count(dynamodb) == 0
+
+
+def test_global_privacy_control_is_ignored_where_the_site_does_not_honour_it(dynamodb, monkeypatch):
+    # Given a site whose snippet says data-honor-gpc="false", and so does its collect function
+    monkeypatch.setenv("HONOR_GPC", "false")
+    collect = load_function("collect")
+    event = api_event(
+        "POST", "/collect", body=page_view("evt-00000001", f"{SITE_ORIGIN}/"), headers={"sec-gpc": "1"}
+    )
+
+    status, _, reply = invoke(collect, event)
+
+    assert (status, reply["accepted"]) == (200, 1)
+    assert item_count(dynamodb) > 0
+
+
+def test_a_sec_gpc_header_other_than_1_is_no_signal(collect, dynamodb):
+    event = api_event(
+        "POST", "/collect", body=page_view("evt-00000001", f"{SITE_ORIGIN}/"), headers={"sec-gpc": "0"}
+    )
+
+    status, _, reply = invoke(collect, event)
+
+    assert (status, reply["accepted"]) == (200, 1)
+
+
 def test_no_raw_ip_address_is_ever_stored(collect, dynamodb):
     event = api_event(
         "POST",

@@ -4,6 +4,7 @@ answer the route promises, and stores nothing it should not."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from types import ModuleType
@@ -133,3 +134,68 @@ def test_an_unparseable_page_or_referer_is_no_page_not_a_500(loop: dict[str, Mod
     assert status in {200, 400}, reply
     if "redirect" not in body:
         assert status == 200
+
+
+# -- JSON bodies that crashed the parser behind /collect (a RecursionError, a ValueError, a
+# UnicodeDecodeError: each a 500). Each is under the 64 KiB limit.
+
+
+def page_view_with(extra: str) -> str:
+    """A valid page view's JSON text with ``extra`` (raw JSON members) added."""
+    return f'{{"event_id": "evt-00000001", "visitor_id": "{VISITOR}", "url": "{SITE_ORIGIN}/", {extra}}}'
+
+
+def base64_event(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """A request whose body API Gateway hands over base64-encoded, as it does for bytes it cannot name."""
+    event = api_event("POST", "/collect", content_type=content_type)
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    return event
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "problem"),
+    [
+        ("[" * 30_000 + "]" * 30_000, "application/json", "deeper than 32 levels"),
+        ('{"events": ' + "[" * 20_000 + "]" * 20_000 + "}", "text/plain", "deeper than 32 levels"),
+        # Too deep for the limit, shallow enough for Python's parser: refused all the same.
+        (page_view_with('"props": {"n": ' + "[" * 40 + "]" * 40 + "}"), None, "deeper than 32 levels"),
+        (page_view_with('"ts": ' + "9" * 5_000), "application/json", "more than 4300 digits"),
+        (page_view_with('"props": {"n": ' + "9" * 5_000 + "}"), "text/plain", "more than 4300 digits"),
+    ],
+    ids=["nested-array", "nested-batch", "nested-property", "long-timestamp", "long-property"],
+)
+def test_json_the_parser_cannot_take_is_a_400_that_names_the_problem(
+    loop,  # noqa: F811
+    dynamodb,
+    body,
+    content_type,
+    problem,
+):
+    event = api_event("POST", "/collect", body=body, content_type=content_type)
+
+    status, _, reply = invoke(loop["collect"], event)
+
+    assert (status, reply["error"]["code"]) == (400, "invalid_request"), reply
+    assert problem in reply["error"]["message"]
+    assert item_count(dynamodb) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None, "text/plain;charset=UTF-8"])
+def test_a_body_that_is_not_utf8_is_a_400_that_says_so(loop, dynamodb, content_type):  # noqa: F811
+    body = page_view_with('"title": "caf\xe9"').encode("latin-1")  # Latin-1, not UTF-8
+
+    status, _, reply = invoke(loop["collect"], base64_event(body, content_type))
+
+    assert (status, reply["error"]["code"]) == (400, "invalid_request"), reply
+    assert "not valid UTF-8" in reply["error"]["message"]
+    assert item_count(dynamodb) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None, "text/plain"])
+def test_a_base64_encoded_page_view_in_utf8_is_stored(loop, dynamodb, content_type):  # noqa: F811
+    body = page_view_with('"title": "Café", "props": {"n": 12345678901234567890}').encode()
+
+    status, _, reply = invoke(loop["collect"], base64_event(body, content_type))
+
+    assert (status, reply["accepted"]) == (200, 1), reply

@@ -11,6 +11,7 @@ import base64
 import functools
 import html
 import json
+import sys
 from importlib import resources
 from typing import Any
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from closedloop.errors import (
     ClientInputError,
     DependencyError,
+    InvalidInputError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -212,32 +214,97 @@ def raw_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
+# A real collect body nests three levels (``{"events": [{"props": {...}}]}``). Far deeper is hostile: the
+# parser recurses per level and, near Python's recursion limit, raises RecursionError (a 500), and how
+# near depends on the stack of whoever parses. Refusing it here keeps every later parse shallow.
+MAX_JSON_DEPTH = 32
+
+
+def _json_depth(value: Any) -> int:
+    """How deeply ``value`` nests arrays and objects, counted without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _too_deep() -> InvalidInputError:
+    return InvalidInputError(
+        f"the body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels",
+        details=[{"loc": ["body"], "msg": f"at most {MAX_JSON_DEPTH} levels", "type": "json_too_deep"}],
+    )
+
+
+def _check_json_text(data: bytes | str) -> str:
+    """The body as text, once it is known that the resolver can parse it without crashing.
+
+    Invalid JSON is left to the resolver, which names the position; what would make it raise something
+    else (a 500) is refused here: bytes that are not UTF-8, nesting past ``MAX_JSON_DEPTH``, an integer
+    longer than Python converts (``sys.get_int_max_str_digits()``, 4,300 digits).
+    """
+    try:
+        text = data if isinstance(data, str) else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            "the body is not valid UTF-8: JSON must be sent as UTF-8",
+            details=[{"loc": ["body", exc.start], "msg": exc.reason, "type": "utf8_invalid"}],
+        ) from exc
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:  # int() refuses a number of more than 4,300 digits
+        limit = sys.get_int_max_str_digits()
+        raise InvalidInputError(
+            f"a number in the body has more than {limit} digits",
+            details=[{"loc": ["body"], "msg": f"at most {limit} digits", "type": "number_too_long"}],
+        ) from exc
+    if _json_depth(parsed) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    return text
+
+
 def preflight(event: dict[str, Any], *, max_body_bytes: int, json_text_routes: frozenset[str]) -> None:
     """Checks that must run before the resolver parses the body.
 
     - A body over ``max_body_bytes`` is refused before anything parses it (413).
-    - ``navigator.sendBeacon`` can only send ``text/plain``: on ``json_text_routes`` such a body is JSON
-      by contract, so it is handed to validation as JSON. Any other type there is refused (415) before
-      the resolver would try to parse it (a multipart type without a boundary made it raise: a 500).
+    - ``json_text_routes`` are the routes whose body the resolver parses as JSON (``/collect``).
+      ``navigator.sendBeacon`` can only send ``text/plain``: such a body is JSON by contract, so it is
+      handed to validation as JSON. Any other type than JSON, ``text/plain`` or none is refused (415)
+      before the resolver would try to parse it (a multipart type without a boundary made it raise: a
+      500). A body the resolver's parser would crash on is a 400 here (see ``_check_json_text``), and
+      a base64-encoded body is handed on decoded.
     """
     body = event.get("body")
     if body:
         # base64 inflates by 4/3: measure what the client sent.
-        size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+        size = (
+            len(body) * 3 // 4
+            if event.get("isBase64Encoded")
+            else len(body.encode("utf-8", errors="surrogatepass"))
+        )
         if size > max_body_bytes:
             raise PayloadTooLargeError(f"the body is {size} bytes; the limit is {max_body_bytes}")
     route = event.get("rawPath") or ""
+    if route not in json_text_routes:
+        return
     headers = event.get("headers") or {}
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     kind = content_type.split(";", 1)[0].strip().lower()
-    if route in json_text_routes and kind not in {"", "application/json", "text/plain"}:
+    if kind not in {"", "application/json", "text/plain"}:
         raise UnsupportedMediaTypeError(f"unsupported content type {kind!r}: send application/json")
-    if route in json_text_routes and kind == "text/plain":
+    if kind == "text/plain":
         event["headers"] = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         event["headers"]["content-type"] = JSON
-        if event.get("isBase64Encoded"):
-            event["body"] = raw_body(event).decode("utf-8", errors="replace")
-            event["isBase64Encoded"] = False
+    if body:
+        event["body"] = _check_json_text(raw_body(event) if event.get("isBase64Encoded") else body)
+        event["isBase64Encoded"] = False
 
 
 def preflight_error(exc: ClientInputError, event: dict[str, Any], settings: ApiSettings) -> dict[str, Any]:

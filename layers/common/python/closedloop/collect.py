@@ -22,7 +22,7 @@ from closedloop.sessions import advance_session, derive_event_time
 from closedloop.store.dynamodb import WriteOutcome
 from closedloop.traffic import InvalidUrlError, TrafficSource, parse_traffic_source
 
-__all__ = ["EventStore", "record_events"]
+__all__ = ["EventStore", "opts_out", "record_events"]
 
 # Concurrent requests of one visitor (two tabs) can race on its state; a few re-reads settle it.
 MAX_STATE_CONFLICTS = 5
@@ -104,6 +104,15 @@ def _touch(item: _Prepared, expires_at: int | None) -> Touch:
     )
 
 
+def opts_out(sec_gpc: str | None, *, honor_gpc: bool) -> bool:
+    """Whether the request carries Global Privacy Control (``Sec-GPC: 1``) and the site honours it.
+
+    The tracker stops itself under GPC, but the pixel and direct posts reach the server from the same
+    browser; checking the header here honours the signal for them too.
+    """
+    return honor_gpc and (sec_gpc or "").strip() == "1"
+
+
 def record_events(
     events: Sequence[CollectEvent],
     *,
@@ -113,8 +122,12 @@ def record_events(
     site_domains: frozenset[str] = frozenset(),
     sent_at: int | None = None,
     retention_days: int = 0,
+    opted_out: bool = False,
 ) -> CollectResponse:
-    """Store tracker events; return how many were new, repeated, or dropped as bot traffic.
+    """Store tracker events; return how many were new, repeated, or dropped.
+
+    Bot traffic, and every event of a visitor who ``opted_out`` (see :func:`opts_out`), is dropped
+    unread: answered like a success, nothing stored.
 
     Raises
     ------
@@ -124,7 +137,7 @@ def record_events(
         DynamoDB failed; events before the failure are stored, and retrying the request stores the
         rest without repeating them.
     """
-    if is_bot(user_agent):
+    if opted_out or is_bot(user_agent):
         return CollectResponse(accepted=0, duplicates=0, dropped=len(events))
 
     prepared = _prepare(events, sent_at=sent_at, received_at=received_at, site_domains=site_domains)

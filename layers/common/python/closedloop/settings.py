@@ -90,6 +90,9 @@ class CollectSettings(ApiSettings):
     # Page views and touches expire after this many days (DynamoDB TTL); 0 keeps them forever.
     retention_days: Annotated[int, Field(ge=0, le=3650)] = 395
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+    # Drop the events of browsers that send Global Privacy Control (``Sec-GPC: 1``), as t.js does by
+    # default: a site whose snippet says ``data-honor-gpc="false"`` sets this to false too.
+    honor_gpc: bool = True
 
 
 class IdentifySettings(ApiSettings):
@@ -123,7 +126,7 @@ class AttributeSettings(Settings):
     base_currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
     # JSON object: units of the base currency per unit of each currency, e.g. {"EUR": "1.08"}.
     currency_rates: Annotated[dict[str, Decimal], Field(default_factory=dict)]
-    retention_days: Annotated[int, Field(ge=1, le=3650)] = 395
+    retention_days: Annotated[int, Field(ge=0, le=3650)] = 395  # 0: kept forever (a full run: ten years)
     # The data-driven models learn from the journeys that ended in this many days before the run.
     training_days: Annotated[float, Field(gt=0, le=3650)] = 365
 
