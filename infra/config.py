@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,12 +12,40 @@ DOMAIN = r"^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$"
 CERTIFICATE_ARN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$"
 
 
-class DeploySettings(BaseModel):
+class ContextSettings(BaseModel):
+    """Settings read from CDK context by their aliases (``from_context(node.try_get_context)``)."""
+
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
+    @classmethod
+    def from_context(cls, get: object) -> Self:
+        """``get`` is ``node.try_get_context``."""
+        values = {}
+        for field in cls.model_fields.values():
+            alias = field.alias
+            value = get(alias) if callable(get) and alias else None
+            if value is not None:
+                if (
+                    isinstance(value, str)
+                    and field.annotation is not str
+                    and alias in {"allowedOrigins", "ownDomains"}
+                ):
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                values[alias] = value
+        return cls.model_validate(values)
+
+
+class RetentionSettings(ContextSettings):
+    """``retentionDays`` alone, validated as :class:`DeploySettings` does, for a construct without them."""
+
+    # Page views and touches expire after this many days: DynamoDB TTL, and S3 lifecycle for the
+    # ``touches`` Parquet; 0 keeps them.
+    retention_days: Annotated[int, Field(alias="retentionDays", ge=0)] = 395
+
+
+class DeploySettings(RetentionSettings):
     allowed_origins: Annotated[list[str], Field(alias="allowedOrigins", min_length=1)]
     own_domains: Annotated[list[str], Field(alias="ownDomains")] = []
-    retention_days: Annotated[int, Field(alias="retentionDays", ge=0)] = 395
     throttle_rate: Annotated[int, Field(alias="throttleRatePerSecond", gt=0)] = 200
     throttle_burst: Annotated[int, Field(alias="throttleBurst", gt=0)] = 400
     log_retention_days: Annotated[int, Field(alias="logRetentionDays", gt=0)] = 30
@@ -40,20 +68,3 @@ class DeploySettings(BaseModel):
         if (self.custom_domain is None) != (self.certificate_arn is None):
             raise ValueError("customDomain and certificateArn go together: set both or neither")
         return self
-
-    @classmethod
-    def from_context(cls, get: object) -> DeploySettings:
-        """``get`` is ``node.try_get_context``."""
-        values = {}
-        for field in cls.model_fields.values():
-            alias = field.alias
-            value = get(alias) if callable(get) and alias else None
-            if value is not None:
-                if (
-                    isinstance(value, str)
-                    and field.annotation is not str
-                    and alias in {"allowedOrigins", "ownDomains"}
-                ):
-                    value = [v.strip() for v in value.split(",") if v.strip()]
-                values[alias] = value
-        return cls.model_validate(values)

@@ -38,7 +38,7 @@ def days_to_refresh(event: dict[str, Any], *, now: int, watermark: int | None) -
             raise ValueError("a backfill needs from <= to, at most ten years apart")
         return days_between(first, last)
     if event.get("mode") == "full" or watermark is None:
-        return days_between(today - timedelta(days=settings.retention_days), today)
+        return days_between(today - timedelta(days=settings.retention_days or 3650), today)
     return days_between(date.fromisoformat(day_of(watermark)), today)
 
 

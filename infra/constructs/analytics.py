@@ -15,10 +15,13 @@ from constructs import Construct
 
 from closedloop.analytics.datasets import DATASETS, PARTITION_KEY, Dataset
 from closedloop.analytics.queries import named_queries
+from infra.config import RetentionSettings
 
 DATABASE_NAME = "closedloop"  # the SQL of the named queries says ``closedloop.<table>``
 WORKGROUP_NAME = "closedloop"
 ATHENA_RESULTS_PREFIX = "athena-results/"
+# The one dataset whose rows expire with retentionDays (as its items do in the table); leads and deals stay.
+TOUCHES_PREFIX = "touches/"
 GIB = 1024**3
 PROJECTION_START = "2020-01-01"
 
@@ -56,9 +59,14 @@ class AnalyticsConstruct(Construct):
         construct_id: str,
         *,
         production: bool,
+        retention_days: int | None = None,
         bytes_scanned_cutoff: int = 10 * GIB,
     ) -> None:
+        """``retention_days``: the stack's ``retentionDays``; ``None`` reads it from the context, 0 keeps."""
         super().__init__(scope, construct_id)
+        if retention_days is None:
+            retention_days = RetentionSettings.from_context(self.node.try_get_context).retention_days
+        self.retention_days = retention_days
         # Server access logs are allowed by a bucket policy, not the legacy LogDeliveryWrite ACL, whatever
         # the app's feature flags say (context set here applies to this construct's children only).
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
@@ -96,6 +104,7 @@ class AnalyticsConstruct(Construct):
                     prefix=ATHENA_RESULTS_PREFIX,
                     expiration=Duration.days(30),
                 ),
+                *self._touches_expiry(retention_days),
             ],
             removal_policy=removal_policy,
             auto_delete_objects=not production,
@@ -170,6 +179,29 @@ class AnalyticsConstruct(Construct):
         ]
         for output in outputs:  # stable keys, as docs/deploy.md names them
             output.override_logical_id(output.node.id)
+
+    @staticmethod
+    def _touches_expiry(retention_days: int) -> list[s3.LifecycleRule]:
+        """Touch partitions (visitor and lead ids, landing paths) go ``retention_days`` after the last write.
+
+        The job writes a day's partition on that day (and again for a late touch, a backfill or a full
+        rebuild, which restarts the count). The version that expiry or a rewrite makes noncurrent goes a
+        day later, not after the bucket's 30-day undo: the table rebuilds touches (``{"mode": "full"}``).
+        """
+        if not retention_days:
+            return []
+        return [
+            s3.LifecycleRule(
+                id="ExpireTouches",
+                prefix=TOUCHES_PREFIX,
+                expiration=Duration.days(retention_days),
+                noncurrent_version_expiration=Duration.days(1),
+            ),
+            # Expiry leaves a delete marker; once its last old version is gone, remove the marker too.
+            s3.LifecycleRule(
+                id="RemoveExpiredTouchMarkers", prefix=TOUCHES_PREFIX, expired_object_delete_marker=True
+            ),
+        ]
 
     def _table(self, dataset: Dataset, account: str) -> glue.CfnTable:
         bucket_name = self.bucket.bucket_name

@@ -25,6 +25,10 @@ ARM64_PLATFORMS = ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinu
 # What the functions import that the Powertools layer (pydantic, aws-xray-sdk) and the runtime (boto3) lack.
 COMMON_REQUIREMENTS = ("email-validator==2.4.0", "defusedxml==0.7.1")
 PYTHON_VERSION = "3.12"
+# The Powertools release the tests ran with (requirements.lock): the managed layer of exactly that release,
+# from AWS's public per-release parameter. Bump it with the lock file (tests/infra/test_layers.py checks).
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_PARAMETER = f"/aws/service/powertools/python/arm64/python{PYTHON_VERSION}/{POWERTOOLS_VERSION}"
 
 
 @jsii.implements(ILocalBundling)
@@ -68,10 +72,8 @@ class LayersConstruct(Construct):
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        # Resolved at deploy time from AWS's public parameter: the region's latest Powertools v3 layer.
-        powertools_arn = ssm.StringParameter.value_for_string_parameter(
-            self, f"/aws/service/powertools/python/arm64/python{PYTHON_VERSION}/latest"
-        )
+        # Resolved at deploy time from AWS's public parameter: the region's layer of the pinned release.
+        powertools_arn = ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_PARAMETER)
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_arn)
         self.common = lambda_.LayerVersion(
             self,

@@ -13,7 +13,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from closedloop.analytics.datasets import DATASETS, PARTITION_KEY
 from closedloop.analytics.queries import named_queries
-from infra.constructs.analytics import AnalyticsConstruct
+from infra.constructs.analytics import TOUCHES_PREFIX, AnalyticsConstruct
 from infra.constructs.attribute_job import SDK_FOR_PANDAS_PARAMETER, AttributeJobConstruct
 from infra.constructs.layers import LayersConstruct
 from infra.constructs.storage import StorageConstruct
@@ -75,6 +75,71 @@ def test_the_analytics_bucket_is_encrypted_private_versioned_logged_and_expiring
     assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
     assert rules["ExpireAthenaResults"]["Prefix"] == "athena-results/"
     assert rules["ExpireAthenaResults"]["ExpirationInDays"] == 30
+
+
+def test_touch_partitions_and_their_old_versions_expire_with_the_default_retention(
+    template: Template, bucket_id: str
+) -> None:
+    # Given no retentionDays in the context: the stack's default, 395 days, as the table's TTL
+    rules = {
+        r["Id"]: r
+        for r in template.to_json()["Resources"][bucket_id]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    assert TOUCHES_PREFIX == "touches/"
+    assert "touches" in {d.name for d in DATASETS}
+    assert rules["ExpireTouches"] == {
+        "Id": "ExpireTouches",
+        "Prefix": "touches/",
+        "Status": "Enabled",
+        "ExpirationInDays": 395,
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+    }
+    assert rules["RemoveExpiredTouchMarkers"] == {
+        "Id": "RemoveExpiredTouchMarkers",
+        "Prefix": "touches/",
+        "Status": "Enabled",
+        "ExpiredObjectDeleteMarker": True,
+    }
+    # Only touches: leads and deals are kept, like their items in the table.
+    assert not any(str(r.get("Prefix", "")).startswith(("leads/", "deals/")) for r in rules.values())
+
+
+@pytest.mark.parametrize(
+    ("context", "retention_days", "expected"),
+    [
+        ({"retentionDays": 30}, None, 30),  # cdk.json / -c retentionDays=30
+        ({"retentionDays": "180"}, None, 180),  # -c passes strings
+        ({"retentionDays": 30}, 90, 90),  # the stack's settings, handed in, win
+        ({"retentionDays": 0}, None, None),  # 0 keeps page views and touches: no expiry
+    ],
+)
+def test_touches_expire_after_the_configured_retention_and_never_with_zero(
+    tmp_path: Path, context: dict[str, object], retention_days: int | None, expected: int | None
+) -> None:
+    app = App(context={"aws:cdk:bundling-stacks": [], **context}, outdir=str(tmp_path))
+    stack = Stack(app, "RetentionTest")
+    AnalyticsConstruct(stack, "Analytics", production=False, retention_days=retention_days)
+    [bucket] = (
+        Template.from_stack(stack)
+        .find_resources("AWS::S3::Bucket", {"Properties": {"VersioningConfiguration": {"Status": "Enabled"}}})
+        .values()
+    )
+    touches = {
+        r["Id"]: r
+        for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+        if r.get("Prefix") == TOUCHES_PREFIX
+    }
+    if expected is None:
+        assert touches == {}
+    else:
+        assert touches["ExpireTouches"]["ExpirationInDays"] == expected
+        assert touches["ExpireTouches"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+
+
+def test_a_negative_retention_in_the_context_is_refused(tmp_path: Path) -> None:
+    app = App(context={"aws:cdk:bundling-stacks": [], "retentionDays": -1}, outdir=str(tmp_path))
+    with pytest.raises(ValueError, match="retentionDays"):
+        AnalyticsConstruct(Stack(app, "RetentionTest"), "Analytics", production=False)
 
 
 def test_every_bucket_denies_requests_without_tls(template: Template) -> None:

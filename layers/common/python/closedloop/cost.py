@@ -56,6 +56,14 @@ class Prices:
     xray_per_million_traces: float = 5.00  # traces recorded
     secret_per_month: float = 0.40
     kms_key_per_month: float = 1.00
+    # Custom events put on a bus, each 64 KB chunk one event (https://aws.amazon.com/eventbridge/pricing/).
+    eventbridge_per_million_events: float = 1.00
+    # Standard queue requests, each 64 KB chunk one request; the first million a month are free (ignored)
+    # (https://aws.amazon.com/sqs/pricing/).
+    sqs_per_million_requests: float = 0.40
+    # GetRecords calls a Lambda trigger makes on a table's stream are free
+    # (https://aws.amazon.com/dynamodb/pricing/on-demand/, "DynamoDB Streams").
+    dynamodb_stream_reads_by_lambda: float = 0.0
 
 
 PRICES = Prices()
@@ -76,7 +84,8 @@ class Traffic:
     athena_queries_per_month: float = 300
     athena_mb_per_query: float = 50  # Parquet columns actually read; Athena bills at least 10 MB
     months_deployed: float = 13  # storage grows until the retention caps page views and touches
-    retention_days: float = 395  # the stack's retentionDays
+    retention_days: float = 395  # the stack's retentionDays (0 keeps them)
+    identified_visit_share: float = 0.02  # visits by someone already a lead: each touch refreshes the CRM
 
 
 @dataclass(frozen=True)
@@ -115,16 +124,31 @@ class Usage:
     models: int = 10  # the attribution models, one credit row each per deal x touch
     partitions_per_run: float = 12  # six datasets x today and a late day
     noncurrent_days: float = 30  # the bucket keeps replaced partitions that long
+    touch_noncurrent_days: float = 1  # but replaced touch partitions a day (with a retention set)
     # Logs: Lambda's JSON START/END/REPORT lines, our lines and the EMF metric lines; the access log line.
     log_bytes_per_invocation: float = 2 * KB
     access_log_bytes_per_request: float = 300
     log_retention_days: float = 30
     log_compression: float = 0.15  # CloudWatch bills stored logs compressed
-    alarm_metrics: int = 16  # 12 alarms; the API one reads 2 metrics, the DynamoDB one 4
-    metric_series_base: int = 11  # collect 5, identify 3, attribute 3 (our Powertools metrics)
+    # 21 alarms; the API one reads 2 metrics, the DynamoDB one 4 (tests/infra/test_stack_drift.py counts
+    # them in the synthesised template).
+    alarm_metrics: int = 25
+    metric_series_base: int = 18  # collect 5, identify 3, attribute 3, publish 3, crm_writeback 4
     metric_series_per_crm: int = 6  # accepted, stored, duplicated, offline leads, ~2 rejection reasons
     xray_reservoir_per_second: float = 1  # Lambda's fixed sampling: 1 request a second, then 5 %
     xray_rate: float = 0.05
+    # The outward loop (infra/constructs/events.py): assumptions, not measurements.
+    publish_memory_gb: float = 0.5  # 512 MB
+    publish_ms: float = 60  # a stream batch: its reads, one PutEvents and one SendMessageBatch call
+    writeback_memory_gb: float = 0.25
+    writeback_ms: float = 300  # a lead: read it and its journey, then read and update it in the CRM
+    touch_change_reads: float = 1  # publish: the visitor's links (which lead owns the touch)
+    lead_change_reads: float = 4  # publish: the lead, its links, its visitors' touches
+    deal_change_reads: float = 4  # publish: a won deal's journey, for its credit (an upper bound)
+    writeback_reads: float = 6  # the lead, its links, touches and deals, the digest last written
+    writeback_writes: float = 1  # the digest of what was written, when the fields changed
+    sqs_pollers: int = 5  # Lambda long-polls an SQS event source with five pollers, idle or not
+    sqs_wait_seconds: float = 20  # each long poll waits up to 20 s for a message
 
 
 USAGE = Usage()
@@ -191,6 +215,18 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
     collect_requests = page_views + visits
     identify_requests = submissions * 1.5
     api_requests = collect_requests + identify_requests + deal_events
+    # The outward loop. The stream's changes that pass the mapping's filters: a touch a visit; a form
+    # post, a lead's first visitor link, a deal's lead link (each refreshes the lead's CRM fields); a
+    # deal event. Each relays touch.recorded, lead.identified or deal.stage_changed, plus deal.won once a
+    # deal (both upper bounds: not every delivery moves the stage, not every deal is won).
+    lead_changes = submissions + leads + deals
+    changes = visits + lead_changes + deal_events
+    bus_events = visits + submissions + deal_events + deals
+    messages = visits * t.identified_visit_share + lead_changes  # "lead changed", to crm_writeback
+    # Upper bounds again: one invocation a change and a message (the 1 s and 5 s batching windows group
+    # them once they come faster); SQS: the pollers' long polls, then a send, a receive and a delete each.
+    publish_invocations, writeback_invocations = changes, messages
+    sqs_requests = u.sqs_pollers * SECONDS_PER_MONTH / u.sqs_wait_seconds + 3 * messages
     lines: list[Line] = []
 
     def add(component: str, item: str, quantity: float, unit: str, unit_price: float) -> None:
@@ -198,12 +234,14 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
 
     add("API Gateway", "HTTP API requests", api_requests / 1e6, "million requests", p.api_per_million)
 
-    invocations = api_requests + runs
+    invocations = api_requests + runs + publish_invocations + writeback_invocations
     gb_seconds = (
         (page_views * u.collect_ms + visits * u.tracker_ms) / 1000 * u.api_memory_gb
         + identify_requests * u.identify_ms / 1000 * u.api_memory_gb
         + deal_events * u.webhook_ms / 1000 * u.api_memory_gb
         + runs * u.attribute_seconds_per_run * u.attribute_memory_gb
+        + publish_invocations * u.publish_ms / 1000 * u.publish_memory_gb
+        + writeback_invocations * u.writeback_ms / 1000 * u.writeback_memory_gb
     )
     add("Lambda", "requests", invocations / 1e6, "million requests", p.lambda_per_million)
     add("Lambda", "duration, arm64", gb_seconds, "GB-seconds", p.lambda_arm_per_gb_second)
@@ -214,6 +252,7 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
         + submissions * u.submission_writes
         + deal_events * u.deal_event_writes
         + runs  # the job's watermark
+        + messages * u.writeback_writes
     )
     touches_per_day = visits / DAYS_PER_MONTH
     reads = (
@@ -222,8 +261,14 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
         + deal_events * u.deal_event_reads
         # Each run re-reads the day so far: on average half a day's touches.
         + runs * touches_per_day / 2 * u.job_reads_per_touch
+        + visits * u.touch_change_reads
+        + lead_changes * u.lead_change_reads
+        + deal_events * u.deal_change_reads
+        + messages * u.writeback_reads
     )
-    retained_months = min(t.months_deployed, t.retention_days / DAYS_PER_MONTH)
+    retained_months = (
+        min(t.months_deployed, t.retention_days / DAYS_PER_MONTH) if t.retention_days else t.months_deployed
+    )
     table_bytes = (
         page_views * retained_months * u.page_view_bytes
         + visits * retained_months * u.touch_bytes
@@ -235,18 +280,42 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
     add("DynamoDB", "read request units", reads / 1e6, "million RRU", p.dynamodb_per_million_reads)
     add("DynamoDB", "storage", table_bytes / GB, "GB-month", p.dynamodb_storage_per_gb)
     add("DynamoDB", "point-in-time recovery", table_bytes / GB, "GB-month", p.dynamodb_pitr_per_gb)
+    add(
+        "DynamoDB",
+        "stream reads by Lambda",
+        changes / 1e6,
+        "million records",
+        p.dynamodb_stream_reads_by_lambda,
+    )
 
+    parquet_touches_per_month = visits * u.parquet_touch_bytes
     parquet_per_month = (
-        visits * u.parquet_touch_bytes
+        parquet_touches_per_month
         + leads * u.parquet_lead_bytes
         + deals * u.parquet_deal_bytes
         + deals * u.touches_per_journey * u.models * u.parquet_credit_bytes
     )
     runs_per_day = runs / DAYS_PER_MONTH
     # Every run replaces today's partitions; the replaced versions (half a day's data on average) stay
-    # for noncurrent_days. Athena's results expire after 30 days (about 1 MB a query kept).
-    noncurrent = u.noncurrent_days * runs_per_day * 0.5 * parquet_per_month / DAYS_PER_MONTH
-    bucket_bytes = t.months_deployed * parquet_per_month + noncurrent + t.athena_queries_per_month * MB
+    # for noncurrent_days (touches: touch_noncurrent_days). Athena's results expire after 30 days (about
+    # 1 MB a query kept).
+    touch_noncurrent_days = u.touch_noncurrent_days if t.retention_days else u.noncurrent_days
+    noncurrent = (
+        runs_per_day
+        * 0.5
+        / DAYS_PER_MONTH
+        * (
+            u.noncurrent_days * (parquet_per_month - parquet_touches_per_month)
+            + touch_noncurrent_days * parquet_touches_per_month
+        )
+    )
+    # Touch partitions expire with the retention (an S3 lifecycle rule); the other datasets stay.
+    bucket_bytes = (
+        t.months_deployed * (parquet_per_month - parquet_touches_per_month)
+        + retained_months * parquet_touches_per_month
+        + noncurrent
+        + t.athena_queries_per_month * MB
+    )
     objects = runs * u.partitions_per_run
     add("S3", "storage", bucket_bytes / GB, "GB-month", p.s3_storage_per_gb)
     add("S3", "PUT requests", objects / 1000, "thousand requests", p.s3_per_thousand_puts)
@@ -264,8 +333,18 @@ def estimate(traffic: Traffic, *, usage: Usage = USAGE, prices: Prices = PRICES)
     add("CloudWatch", "alarms", u.alarm_metrics, "alarm metrics", p.alarm_metric_per_month)
     add("CloudWatch", "dashboard", 1, "dashboard", p.dashboard_per_month)
 
-    traces = _traces(collect_requests, u) + _traces(identify_requests, u) + _traces(deal_events, u) + runs
+    traces = (
+        _traces(collect_requests, u)
+        + _traces(identify_requests, u)
+        + _traces(deal_events, u)
+        + runs
+        + _traces(publish_invocations, u)
+        + _traces(writeback_invocations, u)
+    )
     add("X-Ray", "traces recorded", traces / 1e6, "million traces", p.xray_per_million_traces)
+
+    add("EventBridge", "custom events", bus_events / 1e6, "million events", p.eventbridge_per_million_events)
+    add("SQS", "requests", sqs_requests / 1e6, "million requests", p.sqs_per_million_requests)
 
     add("Other", "Secrets Manager secret", 1, "secret", p.secret_per_month)
     add("Other", "KMS key (alarm topic)", 1, "key", p.kms_key_per_month)
