@@ -7,8 +7,9 @@ write-back queue and worker, and two example automation rules (disabled until th
        (filtered)       │              └── DLQ (after MAX_RECEIVES)
                         └──────▶ event bus ──▶ rules (API destinations: e-mail tool, Slack) ──▶ DLQ
 
-Only the publish function may put events on the bus and send to the queue; only the worker reads the
-queue and the CRM secret's write-back settings. See docs/events.md and docs/crm-writeback.md.
+Only the publish function may put events on the bus; it and the worker (which re-queues a lead a rate
+limit stopped, closedloop.writeback.queue) send to the queue; only the worker reads the queue and the
+CRM secret's write-back settings. See docs/events.md and docs/crm-writeback.md.
 """
 
 from __future__ import annotations
@@ -166,7 +167,12 @@ class EventsConstruct(Construct):
             actions=["secretsmanager:GetSecretValue"],
             resource_arns=[crm_secret.secret_arn],
         )
-        # The event source grants receive/delete/visibility; nothing else reads the queue.
+        # The event source grants receive/delete/visibility; nothing else reads the queue. SendMessage:
+        # a lead stopped by a rate limit is re-queued as a new message, so waiting never counts toward
+        # the dead-letter queue's maxReceiveCount (docs/crm-writeback.md).
+        iam.Grant.add_to_principal(
+            grantee=self.worker, actions=["sqs:SendMessage"], resource_arns=[self.writeback_queue.queue_arn]
+        )
         self.worker.add_event_source(
             sources.SqsEventSource(
                 self.writeback_queue,

@@ -1,16 +1,22 @@
 """The outward side of the CDK app, synthesised once for the module: the bus, the publish function on
-the table's stream, the write-back queue and worker, the two recipes, and their exact permissions."""
+the table's stream, the write-back queue and worker, the two recipes, and their exact permissions; the
+recipes' patterns run (on moto's EventBridge) against the events docs/events.md documents."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk import App
 from aws_cdk.assertions import Match, Template
+from moto import mock_aws
 
 from closedloop.changes import STREAM_FILTERS
+from closedloop.events import EVENT_TYPES, DealWon, LeadIdentified, event_entry
 from closedloop.writeback.queue import MAX_RECEIVES
 from infra.app import build_app
 
@@ -91,7 +97,9 @@ def test_the_publish_function_reads_the_filtered_stream_in_order_and_reports_fai
     assert patterns == [json.loads(json.dumps(p)) for p in STREAM_FILTERS]
 
 
-def test_only_the_publish_function_puts_events_and_sends_write_back_messages(template: Template) -> None:
+def test_only_the_publish_function_puts_events_and_only_it_and_the_worker_send_write_back_messages(
+    template: Template,
+) -> None:
     bus, _ = _one(template, "AWS::Events::EventBus", "EventsBus")
     queue, _ = _one(template, "AWS::SQS::Queue", "EventsWritebackQueue")
     publish = _statements(template, "EventsPublishRole")
@@ -115,9 +123,13 @@ def test_only_the_publish_function_puts_events_and_sends_write_back_messages(tem
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
     assert not any("events:PutEvents" in _actions(s) for s in everyone)
-    assert not any(
-        "sqs:SendMessage" in _actions(s) and s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]} for s in everyone
-    )
+    senders = [
+        name
+        for name, policy in template.find_resources("AWS::IAM::Policy").items()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "sqs:SendMessage" in _actions(s) and s["Resource"] == {"Fn::GetAtt": [queue, "Arn"]}
+    ]
+    assert sorted(name.split("Role")[0] for name in senders) == ["EventsCrmWriteback", "EventsPublish"]
 
 
 def test_the_worker_consumes_the_queue_reads_the_secret_and_remembers_what_it_wrote(
@@ -140,8 +152,10 @@ def test_the_worker_consumes_the_queue_reads_the_secret_and_remembers_what_it_wr
         "sqs:GetQueueUrl",
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
+        "sqs:SendMessage",  # a rate-limited lead is re-queued as a new message
     }
-    assert "sqs:SendMessage" not in _granted(worker, "sqs:")
+    [send] = [s for s in worker if "sqs:SendMessage" in _actions(s)]
+    assert (_actions(send), send["Resource"]) == ({"sqs:SendMessage"}, {"Fn::GetAtt": [queue, "Arn"]})
     assert not _granted(worker, "events:")
 
     _, mapping = _one(template, "AWS::Lambda::EventSourceMapping", "EventsCrmWritebackFunction")
@@ -201,3 +215,91 @@ def test_the_recipes_exist_disabled_with_a_dead_letter_queue(template: Template)
                 assert "DeadLetterConfig" in target
     template.has_resource_properties("AWS::Events::ApiDestination", {"HttpMethod": "POST"})
     template.has_resource_properties("AWS::Events::Connection", {"AuthorizationType": "API_KEY"})
+
+
+# -- the recipes, run on documented events -----------------------------------------------------------------
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+RECIPES = {
+    "GuideLeadsToEmailTool": "closedloop.lead.identified.v1",
+    "PaidWinsToSales": "closedloop.deal.won.v1",
+}
+
+
+def _documented_events() -> dict[str, dict[str, Any]]:
+    """The example event of each detail-type in docs/events.md, as EventBridge delivers it."""
+    section = DOC.split("## The events")[1].split("## Recipes")[0]
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)]
+    return {example["detail-type"]: example for example in examples}
+
+
+def _recipe_patterns(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        recipe: rule["Properties"]["EventPattern"]
+        for name, rule in template.find_resources("AWS::Events::Rule").items()
+        for recipe in RECIPES
+        if name.startswith(f"Events{recipe}")
+    }
+
+
+def test_the_recipes_documented_are_the_recipes_deployed(template: Template) -> None:
+    section = DOC.split("## Recipes")[1].split("## Your own rules")[0]
+    documented = [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, flags=re.DOTALL)]
+    assert documented == list(_recipe_patterns(template).values())
+
+
+def test_each_recipe_matches_the_documented_event_it_is_for_and_no_other(
+    template: Template, aws_env: None
+) -> None:
+    # Given the deployed rules' patterns on a moto bus, each forwarding to a queue of its own
+    events_by_type = _documented_events()
+    assert set(events_by_type) == {t.detail_type for t in EVENT_TYPES}
+    lead = LeadIdentified.model_validate(events_by_type[LeadIdentified.detail_type]["detail"])
+    won = DealWon.model_validate(events_by_type[DealWon.detail_type]["detail"])
+    organic = won.attribution.channels[1].model_copy(update={"credit": 1.0, "revenue_credit": 12000.5})
+    near_misses = [
+        lead.model_copy(update={"form_id": "demo-request"}),
+        lead.model_copy(
+            update={"latest_source": lead.latest_source.model_copy(update={"campaign": "autumn"})}
+        ),
+        won.model_copy(
+            update={
+                "credited_channels": ("Organic Search",),
+                "attribution": won.attribution.model_copy(update={"channels": (organic,)}),
+            }
+        ),
+    ]
+    with mock_aws():
+        bus = boto3.client("events", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        bus.create_event_bus(Name="closedloop-recipes")
+        queues = {}
+        for recipe, pattern in _recipe_patterns(template).items():
+            queues[recipe] = sqs.create_queue(QueueName=recipe)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=queues[recipe], AttributeNames=["QueueArn"])["Attributes"]
+            bus.put_rule(Name=recipe, EventBusName="closedloop-recipes", EventPattern=json.dumps(pattern))
+            bus.put_targets(
+                Rule=recipe, EventBusName="closedloop-recipes", Targets=[{"Id": "q", "Arn": arn["QueueArn"]}]
+            )
+
+        # When every documented event, and a near miss of each recipe's, is put on the bus
+        entries = [
+            {
+                "Source": example["source"],
+                "DetailType": example["detail-type"],
+                "Detail": json.dumps(example["detail"]),
+                "EventBusName": "closedloop-recipes",
+            }
+            for example in events_by_type.values()
+        ] + [event_entry(event, "closedloop-recipes") for event in near_misses]
+        assert bus.put_events(Entries=entries)["FailedEntryCount"] == 0
+
+        # Then each recipe received exactly the documented event it is for
+        for recipe, detail_type in RECIPES.items():
+            messages = sqs.receive_message(QueueUrl=queues[recipe], MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            received = [json.loads(m["Body"]) for m in messages]
+            assert [(e["detail-type"], e["detail"]) for e in received] == [
+                (detail_type, events_by_type[detail_type]["detail"])
+            ], recipe

@@ -46,13 +46,15 @@ class FakeHubSpot:
         self.api.route_prefix("PATCH", "/crm/v3/objects/contacts/", self._patch_contact)
         self.api.route_prefix("PATCH", "/crm/v3/objects/deals/", self._patch_deal)
         self.api.route_prefix("GET", "/crm/v3/objects/deals/", self._read_deal)
+        self.api.route("POST", "/crm/v3/objects/deals/batch/read", self._read_deals)
+        self.api.route("POST", "/crm/v4/associations/deals/contacts/batch/read", self._read_deal_contacts)
         self.api.route("POST", "/crm/v3/objects/contacts/batch/read", self._read_contacts)
 
     def add_contact(self, email: str, contact_id: str = "501") -> None:
         self.contacts[email] = {"email": email, "hs_object_id": contact_id}
 
     def add_deal(self, deal_id: str, contact_ids: list[str], **properties: str) -> None:
-        """A deal the webhook adapter can read (``GET /crm/v3/objects/deals/{id}?associations=contacts``)."""
+        """A deal the webhook adapter can read (its batch reads of deals, associations and contacts)."""
         self.deals[deal_id] = {"hs_object_id": deal_id, "contact_ids": ",".join(contact_ids), **properties}
 
     def _read_deal(self, seen: Seen) -> Reply:
@@ -73,6 +75,31 @@ class FakeHubSpot:
                 },
             },
         )
+
+    def _read_deals(self, seen: Seen) -> Reply:
+        """``POST /crm/v3/objects/deals/batch/read``: found deals in ``results``, a 207 naming the rest."""
+        ids = [i["id"] for i in seen.body["inputs"]]
+        results = [
+            {"id": i, "properties": {k: v for k, v in self.deals[i].items() if k != "contact_ids"}}
+            for i in ids
+            if i in self.deals
+        ]
+        missing = [i for i in ids if i not in self.deals]
+        errors = [{"status": "error", "category": "OBJECT_NOT_FOUND", "context": {"ids": missing}}]
+        return Reply(
+            207 if missing else 200,
+            {"status": "COMPLETE", "results": results, **({"errors": errors} if missing else {})},
+        )
+
+    def _read_deal_contacts(self, seen: Seen) -> Reply:
+        """``POST /crm/v4/associations/deals/contacts/batch/read``: each deal's contacts as ``toObjectId``."""
+        results = []
+        for wanted in seen.body["inputs"]:
+            contacts = [c for c in self.deals.get(wanted["id"], {}).get("contact_ids", "").split(",") if c]
+            if contacts:
+                to = [{"toObjectId": int(c), "associationTypes": []} for c in contacts]
+                results.append({"from": {"id": wanted["id"]}, "to": to})
+        return Reply(200, {"status": "COMPLETE", "results": results})
 
     def _read_contacts(self, seen: Seen) -> Reply:
         by_id = {c["hs_object_id"]: email for email, c in self.contacts.items()}
@@ -170,17 +197,55 @@ class FakeHubSpot:
 
 @dataclass
 class FakePipedrive:
-    """Pipedrive API v2: persons (searchable by e-mail) and deals, with custom fields by key."""
+    """Pipedrive API v2: persons (searchable by e-mail) and deals, with custom fields by key.
+
+    With a ``budget``, every answer carries Pipedrive's rate-limit headers (``x-ratelimit-limit``,
+    ``x-ratelimit-remaining``, ``x-ratelimit-reset``) and a call over budget gets the documented 429;
+    :meth:`reset_window` starts the next window.
+    """
 
     api: FakeCrmApi
     persons: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> person
     deals: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[Reply] = field(default_factory=list)
+    budget: int | None = None  # calls per window; None: no rate-limit headers
+    window_seconds: int = 2
+    _left: int = 0
 
     def __post_init__(self) -> None:
-        self.api.route("GET", "/api/v2/persons/search", self._search)
-        self.api.route_prefix("PATCH", "/api/v2/persons/", self._patch(self.persons))
-        self.api.route_prefix("PATCH", "/api/v2/deals/", self._patch(self.deals))
+        self._left = self.budget or 0
+        self.api.route("GET", "/api/v2/persons/search", self._metered(self._search))
+        self.api.route_prefix("PATCH", "/api/v2/persons/", self._metered(self._patch(self.persons)))
+        self.api.route_prefix("PATCH", "/api/v2/deals/", self._metered(self._patch(self.deals)))
+
+    def reset_window(self) -> None:
+        self._left = self.budget or 0
+
+    def _metered(self, route: Any) -> Any:
+        def reply(seen: Seen) -> Reply:
+            if self.budget is None:
+                plain: Reply = route(seen)
+                return plain
+            headers = {"x-ratelimit-limit": str(self.budget), "x-ratelimit-reset": str(self.window_seconds)}
+            if self._left <= 0:
+                return Reply(
+                    429,
+                    {"success": False, "error": "Rate limit has been exceeded", "errorCode": 429},
+                    {**headers, "x-ratelimit-remaining": "0", "Retry-After": str(self.window_seconds)},
+                )
+            self._left -= 1
+            answer: Reply = route(seen)
+            return Reply(
+                answer.status,
+                answer.payload,
+                {**answer.headers, **headers, "x-ratelimit-remaining": str(self._left)},
+                answer.raw,
+            )
+
+        return reply
+
+    def patches(self) -> list[Seen]:
+        return [s for s in self.api.seen if s.method == "PATCH" and s.path.startswith("/api/v2/")]
 
     def add_person(self, person_id: int, email: str) -> None:
         self.persons[str(person_id)] = {
@@ -218,6 +283,14 @@ class FakePipedrive:
         return reply
 
 
+SALESFORCE_UNAVAILABLE = Reply(
+    503, [{"message": "Server is temporarily unavailable", "errorCode": "SERVER_UNAVAILABLE"}]
+)
+SALESFORCE_REQUEST_LIMIT_EXCEEDED = Reply(
+    403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}]
+)
+PIPEDRIVE_SERVER_ERROR = Reply(502, {"success": False, "error": "Bad gateway", "errorCode": 502})
+
 PIPEDRIVE_TOKEN_BUDGET_SPENT = Reply(
     429,
     {"success": False, "error": "Rate limit has been exceeded", "errorCode": 429},
@@ -227,7 +300,8 @@ PIPEDRIVE_TOKEN_BUDGET_SPENT = Reply(
 
 @dataclass
 class FakeSalesforce:
-    """A Salesforce org: the OAuth token endpoint, SOQL queries on Email, and sObject updates."""
+    """A Salesforce org: the OAuth token endpoint, SOQL queries on Email, and sObject updates; with
+    ``api_usage`` (used, allowance), every REST answer carries ``Sforce-Limit-Info``."""
 
     api: FakeCrmApi
     records: dict[str, dict[str, dict[str, Any]]] = field(
@@ -236,16 +310,31 @@ class FakeSalesforce:
     version: str = "v62.0"
     tokens_issued: int = 0
     expired: set[str] = field(default_factory=set)
+    failures: list[Reply] = field(default_factory=list)  # replies served before the next query or PATCH
+    api_usage: tuple[int, int] | None = None
+    client_secret: str = "sf-secret"
 
     def __post_init__(self) -> None:
         self.api.route("POST", "/services/oauth2/token", self._token)
-        self.api.route("GET", f"/services/data/{self.version}/query", self._query)
-        self.api.route_prefix("PATCH", f"/services/data/{self.version}/sobjects/", self._patch)
+        self.api.route("GET", f"/services/data/{self.version}/query", self._counted(self._query))
+        self.api.route_prefix("PATCH", f"/services/data/{self.version}/sobjects/", self._counted(self._patch))
+
+    def _counted(self, route: Any) -> Any:
+        def reply(seen: Seen) -> Reply:
+            answer: Reply = route(seen)
+            if self.api_usage is None:
+                return answer
+            used, allowance = self.api_usage
+            self.api_usage = (used + 1, allowance)
+            info = {"Sforce-Limit-Info": f"api-usage={used + 1}/{allowance}"}
+            return Reply(answer.status, answer.payload, {**answer.headers, **info}, answer.raw)
+
+        return reply
 
     def _token(self, seen: Seen) -> Reply:
         if (
             seen.body.get("grant_type") != "client_credentials"
-            or seen.body.get("client_secret") != "sf-secret"
+            or seen.body.get("client_secret") != self.client_secret
         ):
             return Reply(400, {"error": "invalid_client", "error_description": "invalid client credentials"})
         self.tokens_issued += 1
@@ -268,6 +357,8 @@ class FakeSalesforce:
         return None
 
     def _query(self, seen: Seen) -> Reply:
+        if self.failures:
+            return self.failures.pop(0)
         refused = self._authorised(seen)
         if refused:
             return refused
@@ -285,6 +376,8 @@ class FakeSalesforce:
         return Reply(200, {"totalSize": len(found), "done": True, "records": found[:1]})
 
     def _patch(self, seen: Seen) -> Reply:
+        if self.failures:
+            return self.failures.pop(0)
         refused = self._authorised(seen)
         if refused:
             return refused

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from closedloop import clock
 from closedloop.crm import CrmApiError, CrmApiRetryableError, CrmSecrets
 from closedloop.crm.config import PipedriveConfig
 from closedloop.crm.models import WebhookRequest
@@ -15,10 +16,16 @@ from closedloop.writeback.pipedrive import PipedriveWriter
 from closedloop.writeback.salesforce import SalesforceWriter, soql_string
 from closedloop.writeback.service import configured_writers
 from tests.unit.crm.conftest import FakeCrmApi, Reply
-from tests.unit.writeback.fakes import PIPEDRIVE_TOKEN_BUDGET_SPENT, FakePipedrive, FakeSalesforce
+from tests.unit.writeback.fakes import (
+    PIPEDRIVE_TOKEN_BUDGET_SPENT,
+    SALESFORCE_REQUEST_LIMIT_EXCEEDED,
+    FakePipedrive,
+    FakeSalesforce,
+)
 
 T0 = 1_795_000_000_000
 ADA = "ada@example.com"
+GRACE = "grace@example.com"
 ORIGINAL_KEY = "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0"
 SESSIONS_KEY = "0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e"
 FIRST_SEEN_KEY = "1111111111111111111111111111111111111111"
@@ -109,6 +116,29 @@ def test_a_spent_pipedrive_token_budget_waits_until_the_reset(pipedrive, pd_writ
     with pytest.raises(CrmApiRetryableError) as raised:
         pd_writer.write_contact(ADA, pd_writer.contact_payload(FIELDS_OF_ADA), synced_at="x")
     assert (raised.value.status, raised.value.retry_after) == (429, 3600.0)
+
+
+def test_pipedrive_is_not_called_while_its_answers_say_the_budget_is_spent(crm_api, pd_writer, monkeypatch):
+    pipedrive = FakePipedrive(crm_api, budget=2, window_seconds=2)
+    pipedrive.add_person(42, ADA)
+    pipedrive.add_person(43, GRACE)
+    payload = pd_writer.contact_payload(FIELDS_OF_ADA)
+
+    # Given the search and the update used the window's 2 calls (the update's answer says 0 left)
+    assert pd_writer.write_contact(ADA, payload, synced_at="x") == "42"
+    assert crm_api.seen[-1].method == "PATCH"
+
+    # When the next person is written: a 429 of the writer's own, until the window resets
+    with pytest.raises(CrmApiRetryableError) as raised:
+        pd_writer.write_contact(GRACE, payload, synced_at="x")
+    assert raised.value.status == 429 and 0 < (raised.value.retry_after or 0) <= 2
+    assert len(crm_api.seen) == 2  # nothing sent: Pipedrive never had to answer 429
+
+    # Then, after the reset, Pipedrive is called again
+    pipedrive.reset_window()
+    later = clock.now_ms() + 2_001
+    monkeypatch.setattr(clock, "now_ms", lambda: later)
+    assert pd_writer.write_contact(GRACE, payload, synced_at="x") == "43"
 
 
 def test_pipedrive_deals_get_their_mapped_fields(pipedrive, pd_writer):
@@ -232,6 +262,37 @@ def test_salesforce_opportunities_get_their_mapped_fields(salesforce, sf_writer)
 
 def test_soql_strings_are_escaped():
     assert soql_string("o'brien\\x@example.com") == "'o\\'brien\\\\x@example.com'"
+
+
+def test_salesforce_is_not_called_once_its_answers_say_the_allowance_is_used_up(crm_api, sf_writer):
+    salesforce = FakeSalesforce(crm_api, api_usage=(14_998, 15_000))
+    salesforce.records["Contact"]["003A"] = {"Email": ADA}
+    payload = sf_writer.contact_payload(FIELDS_OF_ADA)
+
+    # The query and the update use the allowance up (the update's answer says api-usage=15000/15000)
+    assert sf_writer.write_contact(ADA, payload, synced_at="x") == "Contact/003A"
+
+    with pytest.raises(CrmApiRetryableError) as raised:
+        sf_writer.write_contact(ADA, payload, synced_at="x", record_id="Contact/003A")
+    assert raised.value.status == 429 and 3590 < (raised.value.retry_after or 0) <= 3600
+    assert [s.method for s in crm_api.seen] == ["POST", "GET", "PATCH"]  # nothing after
+
+
+def test_a_salesforce_request_limit_refusal_is_a_rate_limit_and_other_refusals_are_not(
+    salesforce, sf_writer, crm_api
+):
+    salesforce.records["Contact"]["003A"] = {"Email": ADA}
+    salesforce.failures.append(
+        Reply(403, [{"message": "insufficient access rights", "errorCode": "INSUFFICIENT_ACCESS"}])
+    )
+    with pytest.raises(CrmApiError) as refused:
+        sf_writer.write_contact(ADA, {}, synced_at="x")
+    assert refused.value.status == 403 and not isinstance(refused.value, CrmApiRetryableError)
+
+    salesforce.failures.append(SALESFORCE_REQUEST_LIMIT_EXCEEDED)
+    with pytest.raises(CrmApiRetryableError) as limited:
+        sf_writer.write_contact(ADA, {}, synced_at="x")
+    assert limited.value.status == 429 and 3590 < (limited.value.retry_after or 0) <= 3600
 
 
 def test_a_server_error_is_retryable(salesforce, sf_writer, crm_api):

@@ -1,4 +1,5 @@
-"""The write-back service with in-memory fakes: compare, write, remember; one failing CRM; back-off."""
+"""The write-back service with in-memory fakes: compare, write, remember; one failing CRM; rate limits
+that hold a CRM back for the following leads; back-off."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from closedloop.models.visits import Touch
 from closedloop.store.writeback import SyncState
 from closedloop.writeback.fields import SourceFields
 from closedloop.writeback.service import MAX_VISIBILITY_SECONDS, retry_delay, write_back_lead
+from closedloop.writeback.throttle import CrmRateLimitedError, CrmThrottle
 
 T0 = 1_795_000_000_000
 LEAD = Lead(lead_id="ld_1", email="ada@example.com", created_at=T0, updated_at=T0)
@@ -78,6 +80,7 @@ class MemoryWriter:
         self.crm = crm
         self.fail = fail
         self.calls: list[tuple[str, str]] = []
+        self.refused = 0  # calls that raised ``fail``
 
     def contact_payload(self, fields: SourceFields) -> Mapping[str, object]:
         return dict(fields.values)
@@ -89,6 +92,7 @@ class MemoryWriter:
         self, email: str, payload: Any, *, synced_at: str, record_id: str | None = None
     ) -> str | None:
         if self.fail:
+            self.refused += 1
             raise self.fail
         self.calls.append(("contact", email))
         return "c-1"
@@ -135,18 +139,73 @@ def test_each_crm_writes_the_contact_and_the_deals_the_lead_leads_in_that_crm():
     assert len(hubspot.calls) == 2
 
 
-def test_a_failing_crm_does_not_stop_the_others_and_the_rate_limit_wins():
+def test_a_failing_crm_does_not_stop_the_others_and_counts_even_beside_a_rate_limit():
     store = MemoryStore()
     down = MemoryWriter(CrmName.SALESFORCE, fail=CrmApiError("refused", status=403))
     limited = MemoryWriter(CrmName.PIPEDRIVE, fail=CrmApiRetryableError("429", status=429, retry_after=60))
     fine = MemoryWriter(CrmName.HUBSPOT)
 
-    with pytest.raises(CrmApiRetryableError) as raised:
+    with pytest.raises(CrmApiError) as raised:
         write_back_lead("ld_1", store=store, writers=[down, limited, fine], now=T0)
 
-    assert raised.value.retry_after == 60
+    # A real failure is what the message is retried for (and counted), not the rate limit
+    assert raised.value.status == 403 and not isinstance(raised.value, CrmRateLimitedError)
     assert fine.calls == [("contact", "ada@example.com")]
     assert ("ld_1", "hubspot#contact") in store.sync
+
+
+def test_rate_limits_alone_ask_for_the_soonest_wait_after_writing_the_other_crms():
+    store = MemoryStore()
+    hubspot = MemoryWriter(CrmName.HUBSPOT, fail=CrmApiRetryableError("429", status=429, retry_after=7))
+    pipedrive = MemoryWriter(CrmName.PIPEDRIVE, fail=CrmApiRetryableError("429", status=429, retry_after=60))
+    salesforce = MemoryWriter(CrmName.SALESFORCE)
+
+    with pytest.raises(CrmRateLimitedError) as raised:
+        write_back_lead("ld_1", store=store, writers=[hubspot, pipedrive, salesforce], now=T0)
+
+    assert raised.value.waits == {"hubspot": 7, "pipedrive": 60}
+    assert (raised.value.status, raised.value.retry_after) == (429, 7)
+    assert salesforce.calls == [("contact", "ada@example.com")]
+
+
+def test_a_rate_limited_crm_is_not_called_for_the_next_leads_until_its_wait_has_passed():
+    store = MemoryStore()
+    store.leads["ld_2"] = LEAD.model_copy(update={"lead_id": "ld_2", "email": "grace@example.com"})
+    store.links.append(VisitorLink(visitor_id="v1", lead_id="ld_2", linked_from=0, linked_at=T0))
+    throttle = CrmThrottle()
+    hubspot = MemoryWriter(CrmName.HUBSPOT, fail=CrmApiRetryableError("429", status=429, retry_after=10))
+    salesforce = MemoryWriter(CrmName.SALESFORCE)
+
+    # Given HubSpot said "wait 10 s" to the first lead of a batch
+    with pytest.raises(CrmRateLimitedError):
+        write_back_lead("ld_1", store=store, writers=[hubspot, salesforce], now=T0, throttle=throttle)
+    # When the next lead comes 2 s later
+    with pytest.raises(CrmRateLimitedError) as raised:
+        write_back_lead("ld_2", store=store, writers=[hubspot, salesforce], now=T0 + 2000, throttle=throttle)
+
+    # Then HubSpot is not asked again, and the lead waits for what is left of the 10 s
+    assert hubspot.refused == 1
+    assert raised.value.waits == {"hubspot": 8.0}
+    assert salesforce.calls == [("contact", "ada@example.com"), ("contact", "grace@example.com")]
+
+    # Once the wait has passed, HubSpot is called again
+    hubspot.fail = None
+    report = write_back_lead("ld_2", store=store, writers=[hubspot], now=T0 + 10_000, throttle=throttle)
+    assert report.written == ["hubspot#contact"]
+
+
+def test_a_lead_with_nothing_new_for_a_held_back_crm_is_done_not_requeued():
+    store = MemoryStore()
+    throttle = CrmThrottle()
+    hubspot = MemoryWriter(CrmName.HUBSPOT)
+    write_back_lead("ld_1", store=store, writers=[hubspot], now=T0, throttle=throttle)
+    throttle.hold("hubspot", 60, now=T0)
+
+    # The same change delivered again while HubSpot is held back: unchanged, so nothing to wait for
+    report = write_back_lead("ld_1", store=store, writers=[hubspot], now=T0 + 1000, throttle=throttle)
+
+    assert report.unchanged == ["hubspot#contact"]
+    assert hubspot.calls == [("contact", "ada@example.com")]
 
 
 def test_a_lead_without_touches_or_an_erased_lead_writes_nothing():

@@ -7,23 +7,46 @@ maps each Closedloop field to a field's 40-character key in the secret (``pipedr
 
 Values: text as is, numbers as numbers, times as ``YYYY-MM-DD`` (Pipedrive's date fields). Limits are
 a token budget per day and a burst window (2 s); the search API has its own, smaller limit, so the
-person's id is remembered and the search is only repeated when the id no longer exists. A 429's
-``Retry-After`` or ``x-ratelimit-reset`` is the worker's back-off.
+person's id is remembered and the search is only repeated when the id no longer exists. Every answer
+says what is left (``x-ratelimit-remaining``) and when it resets (``x-ratelimit-reset``, seconds): once
+nothing is left the writer makes no call before the reset and raises a 429 of its own, so the worker
+holds Pipedrive back as if Pipedrive had answered one. A real 429's ``Retry-After`` or
+``x-ratelimit-reset`` is the worker's wait.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http.client import HTTPResponse
 from typing import Any
 from urllib.parse import quote
 
 from closedloop.crm.config import PipedriveConfig
 from closedloop.crm.errors import CrmApiError, CrmApiNotFoundError
-from closedloop.crm.http import JsonHttpClient
 from closedloop.crm.models import CrmName
+from closedloop.writeback.budget import BudgetedHttpClient, RateLimitBudget
 from closedloop.writeback.fields import FIELD_KINDS, SourceFields
 
-__all__ = ["PipedriveWriter"]
+__all__ = ["PipedriveWriter", "read_pipedrive_budget"]
+
+
+_WINDOW_SECONDS = 2.0  # the burst window, when an answer does not say when it resets
+
+
+def read_pipedrive_budget(response: HTTPResponse, budget: RateLimitBudget) -> None:
+    """``x-ratelimit-remaining`` 0: nothing is left until ``x-ratelimit-reset`` (seconds) has passed."""
+    try:
+        remaining = float(response.headers["x-ratelimit-remaining"])
+    except (TypeError, ValueError):
+        return  # not said (or not a number): the answer tells nothing
+    if remaining > 0:
+        budget.restore()
+        return
+    try:
+        reset = float(response.headers["x-ratelimit-reset"])
+    except (TypeError, ValueError):
+        reset = _WINDOW_SECONDS
+    budget.spend(reset)
 
 
 def _value(name: str, value: object) -> object:
@@ -60,8 +83,14 @@ class PipedriveWriter:
         deal_fields: Mapping[str, str] | None = None,
         timeout: float = 5.0,
     ) -> None:
-        self._http = JsonHttpClient(
-            base_url, headers={"x-api-token": api_token}, timeout=timeout, service="Pipedrive"
+        self.budget = RateLimitBudget("Pipedrive")
+        self._http = BudgetedHttpClient(
+            base_url,
+            read=read_pipedrive_budget,
+            budget=self.budget,
+            headers={"x-api-token": api_token},
+            timeout=timeout,
+            service="Pipedrive",
         )
         self.person_fields = dict(person_fields)
         self.deal_fields = dict(deal_fields or {})

@@ -1,8 +1,20 @@
-"""The write-back queue: "lead changed" messages, the lead id only (no personal data in SQS)."""
+"""The write-back queue: "lead changed" messages, the lead id only (no personal data in SQS).
+
+Retries come in two kinds. A real failure (a 5xx, a timeout, a refusal) keeps its message: the worker
+sets its back-off as the visibility timeout, and SQS moves it to the dead-letter queue after
+:data:`MAX_RECEIVES` receives. A rate limit is no failure of the message, and SQS counts every receive,
+so the worker re-queues the lead as a new message delayed by the CRM's wait (:meth:`WritebackQueue.requeue`)
+and lets the received one be deleted: a new message starts at zero receives. It carries ``failures``,
+the attempts that failed for real before it, so the back-off keeps growing across copies; once those
+reach :data:`MAX_RECEIVES`, a rate limit no longer re-queues, and the message's own receives run out
+into the dead-letter queue. SQS delays a message 15 minutes at most: a longer wait (Pipedrive's daily
+budget) is ``not_before``, and a copy that arrives earlier is re-queued again without calling a CRM.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,12 +26,21 @@ from closedloop.errors import DependencyError
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["MAX_RECEIVES", "LeadChanged", "WritebackQueue", "WritebackQueueError", "parse_lead_changed"]
+__all__ = [
+    "MAX_DELAY_SECONDS",
+    "MAX_RECEIVES",
+    "LeadChanged",
+    "WritebackQueue",
+    "WritebackQueueError",
+    "parse_lead_changed",
+    "rate_limited_copy",
+]
 
 _BATCH = 10  # SendMessageBatch's limit
 # Receives of a message before SQS moves it to the dead-letter queue (the queue's redrive policy). With
 # the worker's back-off (30 s doubling, capped at 15 min) that is about 40 minutes of retries.
 MAX_RECEIVES = 8
+MAX_DELAY_SECONDS = 900  # SendMessage's longest DelaySeconds
 
 
 class LeadChanged(BaseModel):
@@ -29,6 +50,49 @@ class LeadChanged(BaseModel):
 
     lead_id: Annotated[str, Field(min_length=1, max_length=64)]
     v: Annotated[int, Field(description="Message version.")] = 1
+    failures: Annotated[
+        int, Field(ge=0, description="Attempts that failed for real before this copy (not rate limits).")
+    ] = 0
+    not_before: Annotated[
+        int | None, Field(description="A re-queued copy: do not call any CRM before this time (epoch ms).")
+    ] = None
+
+    def body(self) -> str:
+        """The message body: a first message is ``{"lead_id", "v"}``, the retry fields only when set."""
+        unset = {name for name in ("failures", "not_before") if not getattr(self, name)}
+        return self.model_dump_json(exclude=unset)
+
+
+def rate_limited_copy(
+    message: LeadChanged, *, receives: int, until: int, now: int
+) -> tuple[LeadChanged, int] | None:
+    """The copy to re-queue for a lead stopped by rate limits, and its delay in seconds.
+
+    Parameters
+    ----------
+    message
+        The received message.
+    receives
+        Its ``ApproximateReceiveCount``: the receives before this one failed for real (a rate-limited
+        receive never stays on its message).
+    until
+        When the CRMs may be called again, epoch ms.
+    now
+        The current time, epoch ms.
+
+    Returns
+    -------
+    tuple[LeadChanged, int] | None
+        ``None`` when the lead has failed :data:`MAX_RECEIVES` times already: it is retried on its own
+        message, whose receives lead it to the dead-letter queue if it keeps failing.
+    """
+    failures = message.failures + max(0, receives - 1)
+    if failures >= MAX_RECEIVES:
+        return None
+    delay = max(1, math.ceil((until - now) / 1000))
+    if delay > MAX_DELAY_SECONDS:
+        return message.model_copy(update={"failures": failures, "not_before": until}), MAX_DELAY_SECONDS
+    return message.model_copy(update={"failures": failures, "not_before": None}), delay
 
 
 class WritebackQueueError(DependencyError):
@@ -72,7 +136,7 @@ class WritebackQueue:
         for start in range(0, len(unique), _BATCH):
             chunk = unique[start : start + _BATCH]
             entries = [
-                {"Id": str(i), "MessageBody": LeadChanged(lead_id=lead_id).model_dump_json()}
+                {"Id": str(i), "MessageBody": LeadChanged(lead_id=lead_id).body()}
                 for i, lead_id in enumerate(chunk)
             ]
             try:
@@ -85,6 +149,25 @@ class WritebackQueue:
                     f"the write-back queue refused {len(reply['Failed'])} messages: {codes}"
                 )
         return len(unique)
+
+    def requeue(self, message: LeadChanged, delay_seconds: int) -> None:
+        """Send ``message`` again as a new message, delivered after ``delay_seconds`` (at most 15 min).
+
+        Raises
+        ------
+        WritebackQueueError
+            SQS refused (the caller then retries the received message instead).
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=message.body(),
+                DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise WritebackQueueError("the write-back queue refused the re-queued message") from exc
 
     def postpone(self, receipt_handle: str, seconds: int) -> None:
         """Make a received message visible again in ``seconds`` (its retry's back-off).

@@ -12,11 +12,18 @@ Salesforce's REST API (developer.salesforce.com, "REST API Developer Guide"):
   answers 204.
 
 Values: text as is, numbers as numbers, times as ISO 8601 (map them to Date/Time fields).
+
+Limits: the org's API allowance over a rolling 24 hours. Every answer says how much of it is used
+(``Sforce-Limit-Info: api-usage=N/M``); once it is gone Salesforce refuses with 403
+``REQUEST_LIMIT_EXCEEDED``. Either way the writer makes no call for an hour and raises a 429 of its own,
+so the worker waits it out as a rate limit instead of counting failures toward the dead-letter queue.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from http.client import HTTPResponse
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -24,11 +31,30 @@ from closedloop.crm.config import SalesforceConfig
 from closedloop.crm.errors import CrmApiError, CrmApiNotFoundError
 from closedloop.crm.http import JsonHttpClient
 from closedloop.crm.models import CrmName
+from closedloop.writeback.budget import BudgetedHttpClient, RateLimitBudget
 from closedloop.writeback.fields import SourceFields
 
-__all__ = ["SalesforceWriter", "soql_string"]
+__all__ = ["SalesforceWriter", "read_salesforce_budget", "soql_string"]
 
 T = TypeVar("T")
+
+# The allowance is a rolling 24 hours with no reset time: look again in an hour.
+LIMIT_PAUSE_SECONDS = 3600.0
+_API_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+def read_salesforce_budget(response: HTTPResponse, budget: RateLimitBudget) -> None:
+    """A 403 ``REQUEST_LIMIT_EXCEEDED``, or ``api-usage`` at its limit: no call for an hour."""
+    if response.status == 403 and b"REQUEST_LIMIT_EXCEEDED" in response.read(64 * 1024):
+        budget.spend(LIMIT_PAUSE_SECONDS, refused=True)
+        return
+    usage = _API_USAGE.search(response.headers.get("Sforce-Limit-Info") or "")
+    if usage is None:
+        return
+    if int(usage[1]) >= int(usage[2]):
+        budget.spend(LIMIT_PAUSE_SECONDS)
+    else:
+        budget.restore()
 
 
 def soql_string(value: str) -> str:
@@ -69,13 +95,14 @@ class SalesforceWriter:
         opportunity_fields: Mapping[str, str] | None = None,
         timeout: float = 5.0,
     ) -> None:
-        self._login = JsonHttpClient(instance_url, timeout=timeout, service="Salesforce")
         self._credentials = {
             "grant_type": "client_credentials",
             "client_id": client_id,
             "client_secret": client_secret,
         }
         self._timeout = timeout
+        self.budget = RateLimitBudget("Salesforce")  # the org's allowance, for the token and the API calls
+        self._login = self._client(instance_url)
         self._api: JsonHttpClient | None = None
         self.api_version = api_version
         self.objects = objects
@@ -103,6 +130,16 @@ class SalesforceWriter:
 
     # -- the session ----------------------------------------------------------------------------------
 
+    def _client(self, base_url: str, headers: Mapping[str, str] | None = None) -> JsonHttpClient:
+        return BudgetedHttpClient(
+            base_url,
+            read=read_salesforce_budget,
+            budget=self.budget,
+            headers=headers,
+            timeout=self._timeout,
+            service="Salesforce",
+        )
+
     def _session(self) -> JsonHttpClient:
         if self._api is None:
             answer = self._login.post_form("/services/oauth2/token", self._credentials, label="/oauth2/token")
@@ -110,12 +147,7 @@ class SalesforceWriter:
             if not isinstance(token, str) or not token:
                 raise CrmApiError("Salesforce API token: unexpected answer")
             instance = answer.get("instance_url") or self._login.base_url
-            self._api = JsonHttpClient(
-                str(instance),
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=self._timeout,
-                service="Salesforce",
-            )
+            self._api = self._client(str(instance), {"Authorization": f"Bearer {token}"})
         return self._api
 
     def _call(self, call: Callable[[JsonHttpClient], T]) -> T:

@@ -8,8 +8,12 @@ For a "lead changed" message the worker calls :func:`write_back_lead`:
    the lead, in that deal's own CRM), skip it when its digest equals the one last written
    (idempotent: the same values are never written twice), else write it and remember the digest.
 
-A failing CRM does not stop the others; the first error (a rate limit first) is raised once every
-CRM was tried, so the message is retried and the CRMs already written skip by their digest.
+A failing CRM does not stop the others; once every CRM was tried, a real failure is raised (the
+message is retried and counts an attempt), else, when only rate limits stopped it,
+:class:`~closedloop.writeback.throttle.CrmRateLimitedError` (the lead is re-queued for after the wait,
+without counting). A rate-limited CRM is held back (:class:`~closedloop.writeback.throttle.CrmThrottle`)
+and not called for the following leads until its wait has passed (a lead with nothing new for it is not
+re-queued for it). Either way the CRMs already written skip by their digest on the retry.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from closedloop.models.leads import Lead, VisitorLink
 from closedloop.models.visits import Touch
 from closedloop.store.writeback import SyncState, sync_key
 from closedloop.writeback.fields import SourceFields, fields_hash, source_fields
+from closedloop.writeback.throttle import CrmRateLimitedError, CrmThrottle, is_rate_limit
 
 if TYPE_CHECKING:
     from closedloop.crm.config import CrmSecrets
@@ -96,12 +101,15 @@ def _write_target(
     now: int,
     write: str,
     record: str,
+    held: float | None,
 ) -> None:
     digest = fields_hash(payload)
     previous = store.get_sync_state(lead_id, target)
     if previous is not None and previous.digest == digest:
         report.unchanged.append(target)
         return
+    if held is not None:  # the CRM told another lead to wait: do not ask again before then
+        raise CrmRateLimitedError({str(writer.crm): held})
     synced_at = iso_ms(now)
     if write == "contact":
         kwargs = {"record_id": previous.record_id} if previous and previous.record_id else {}
@@ -120,15 +128,20 @@ def _write_target(
 
 
 def _most_urgent(errors: Sequence[CrmApiError]) -> CrmApiError:
-    """The error to retry by: a rate limit (the longest wait) before any other failure."""
-    limited = [e for e in errors if isinstance(e, CrmApiRetryableError) and e.retry_after is not None]
-    if limited:
-        return max(limited, key=lambda e: e.retry_after or 0.0)
+    """The error to retry by: one that says how long to wait (the longest) before any other."""
+    timed = [e for e in errors if isinstance(e, CrmApiRetryableError) and e.retry_after is not None]
+    if timed:
+        return max(timed, key=lambda e: e.retry_after or 0.0)
     return errors[0]
 
 
 def write_back_lead(
-    lead_id: str, *, store: WritebackStore, writers: Sequence[CrmWriter], now: int
+    lead_id: str,
+    *,
+    store: WritebackStore,
+    writers: Sequence[CrmWriter],
+    now: int,
+    throttle: CrmThrottle | None = None,
 ) -> WritebackReport:
     """Write the lead's source fields to every writer's CRM (see the module docstring).
 
@@ -142,6 +155,8 @@ def write_back_lead(
         One per CRM configured for write-back.
     now
         The current time, ms (the latest source is the last touch before it; the sync time).
+    throttle
+        The CRMs held back by earlier rate limits (skipped here), updated with this lead's.
 
     Returns
     -------
@@ -151,8 +166,9 @@ def write_back_lead(
     Raises
     ------
     CrmApiError
-        A CRM failed (``CrmApiRetryableError`` for a rate limit, 5xx or timeout); the other CRMs
-        were written first.
+        A CRM failed (``CrmApiRetryableError`` for a 5xx or timeout); the other CRMs were tried first.
+    CrmRateLimitedError
+        Nothing failed, but some CRMs were rate-limited or held back, and were not written.
     StoreUnavailableError
         DynamoDB failed.
     """
@@ -165,8 +181,10 @@ def write_back_lead(
 
     deals: list[StoredDeal] | None = None
     errors: list[CrmApiError] = []
+    waits: dict[str, float] = {}
     for writer in writers:
         crm = str(writer.crm)
+        held = throttle.wait(crm, now=now) if throttle is not None else None
         try:
             if writer.writes_contacts:
                 _write_target(
@@ -179,6 +197,7 @@ def write_back_lead(
                     now=now,
                     write="contact",
                     record=lead.email,
+                    held=held,
                 )
             if not writer.writes_deals:
                 continue
@@ -199,11 +218,18 @@ def write_back_lead(
                     now=now,
                     write="deal",
                     record=deal.deal_id,
+                    held=held,
                 )
         except CrmApiError as exc:
-            errors.append(exc)
+            if not is_rate_limit(exc):
+                errors.append(exc)
+                continue
+            retry_after = exc.retry_after if isinstance(exc, CrmApiRetryableError) else None
+            waits[crm] = (throttle or CrmThrottle()).hold(crm, retry_after, now=now)
     if errors:
         raise _most_urgent(errors)
+    if waits:
+        raise CrmRateLimitedError(waits)
     return report
 
 
