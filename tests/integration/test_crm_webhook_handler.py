@@ -32,6 +32,7 @@ from closedloop.store import DynamoStore, WriteOutcome
 from tests.conftest import SITE_ORIGIN, TABLE_NAME
 from tests.support import api_event, invoke
 from tests.unit.crm.conftest import FakeCrmApi, Reply
+from tests.unit.crm.test_hubspot import ASSOCIATIONS_BATCH, CONTACTS_BATCH, DEALS_BATCH, serve_hubspot
 
 API_HOST = "api.acme.test"  # the host header tests.support sends: API Gateway's domainName
 HUBSPOT_SECRET = "hubspot-client-secret-6f1e"
@@ -212,43 +213,52 @@ def hubspot_batch(*events: tuple[str, int]) -> bytes:
     ).encode()
 
 
+HUBSPOT_DEAL = {
+    "amount": "12000.50",
+    "closedate": "2026-12-01T10:00:00Z",
+    "createdate": "2026-10-01T09:00:00.000Z",
+    "dealstage": "closedwon",
+    "deal_currency_code": "usd",
+    "hs_lastmodifieddate": "2026-11-19T08:00:00.000Z",
+    "pipeline": "default",
+}
+
+
 def serve_hubspot_deal(api: FakeCrmApi) -> None:
-    """Deal 555 with two contacts, as HubSpot's CRM API v3 answers (only with the private-app token)."""
+    """Deal 555 with two contacts, as HubSpot's batch reads answer (only with the private-app token)."""
+    serve_hubspot(
+        api,
+        {"555": HUBSPOT_DEAL},
+        {"555": ["201", "202"]},
+        {"201": "Ada@Example.com", "202": GRACE},
+        token=HUBSPOT_TOKEN,
+    )
 
-    def deal(seen: Any) -> Reply:
-        if seen.headers.get("authorization") != f"Bearer {HUBSPOT_TOKEN}":
-            return Reply(401, {"status": "error", "message": "Authentication credentials not found."})
-        return Reply(
-            200,
+
+def hubspot_bulk_edit(api: FakeCrmApi, count: int) -> bytes:
+    """A bulk edit of ``count`` deals' stage in one delivery; each deal has two contacts of its own."""
+    deals = [str(7000 + n) for n in range(1, count + 1)]
+    contacts = {deal: [f"{deal}1", f"{deal}2"] for deal in deals}
+    emails = {c: f"buyer{c}@example.com" for ids in contacts.values() for c in ids}
+    serve_hubspot(api, dict.fromkeys(deals, HUBSPOT_DEAL), contacts, emails, token=HUBSPOT_TOKEN)
+    return json.dumps(
+        [
             {
-                "id": "555",
-                "properties": {
-                    "amount": "12000.50",
-                    "closedate": "2026-12-01T10:00:00Z",
-                    "createdate": "2026-10-01T09:00:00.000Z",
-                    "dealstage": "closedwon",
-                    "deal_currency_code": "usd",
-                    "hs_lastmodifieddate": "2026-11-19T08:00:00.000Z",
-                    "pipeline": "default",
-                },
-                "associations": {
-                    "contacts": {
-                        "results": [
-                            {"id": "201", "type": "deal_to_contact"},
-                            {"id": "202", "type": "deal_to_contact"},
-                        ]
-                    }
-                },
-            },
-        )
-
-    def contacts(seen: Any) -> Reply:
-        emails = {"201": "Ada@Example.com", "202": GRACE}
-        results = [{"id": i["id"], "properties": {"email": emails[i["id"]]}} for i in seen.body["inputs"]]
-        return Reply(200, {"status": "COMPLETE", "results": results})
-
-    api.route("GET", "/crm/v3/objects/deals/555", deal)
-    api.route("POST", "/crm/v3/objects/contacts/batch/read", contacts)
+                "eventId": 100 + n,
+                "subscriptionId": 25,
+                "portalId": 33,
+                "appId": 1160452,
+                "occurredAt": 1_795_000_000_000 + n,
+                "subscriptionType": "deal.propertyChange",
+                "attemptNumber": 0,
+                "objectId": int(deal),
+                "changeSource": "CRM_UI_BULK_ACTION",
+                "propertyName": "dealstage",
+                "propertyValue": "closedwon",
+            }
+            for n, deal in enumerate(deals)
+        ]
+    ).encode()
 
 
 def salesforce_message(
@@ -378,9 +388,29 @@ def test_hubspot_ids_only_events_are_resolved_through_its_api(crm_webhook, store
     assert set(deal.lead_ids) == {lead_id_for(ADA), lead_id_for(GRACE)}
     assert [e.event_id for e in store.deal_events("hubspot", "555")] == ["1", "2"]
     assert store.get_lead(lead_id_for(GRACE)) is not None
-    assert {seen.path for seen in crm_api.seen} == {
-        "/crm/v3/objects/deals/555",
-        "/crm/v3/objects/contacts/batch/read",
+    assert [seen.path for seen in crm_api.seen] == [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH]
+
+
+def test_a_hubspot_bulk_edit_of_100_deals_is_stored_after_four_api_calls(crm_webhook, store, crm_api):
+    # Given a bulk edit: 100 deals, 200 contacts, in one delivery
+    body = hubspot_bulk_edit(crm_api, 100)
+
+    # When HubSpot delivers it
+    status, _, reply = deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body))
+
+    # Then all 100 are stored, each deal with its own two leads, after 4 batch reads (not 200 reads)
+    assert (status, reply) == (200, {"received": 100, "duplicates": 0})
+    assert [seen.path for seen in crm_api.seen] == [
+        DEALS_BATCH,
+        ASSOCIATIONS_BATCH,
+        CONTACTS_BATCH,
+        CONTACTS_BATCH,
+    ]
+    last = store.get_deal("hubspot", "7100")
+    assert last is not None and last.lifecycle is DealLifecycle.WON
+    assert set(last.lead_ids) == {
+        lead_id_for("buyer71001@example.com"),
+        lead_id_for("buyer71002@example.com"),
     }
 
 
@@ -565,9 +595,7 @@ def test_a_dynamodb_failure_answers_503_and_the_retry_stores_exactly_once(crm_we
 
 
 def test_a_hubspot_api_outage_answers_503_and_stores_nothing(crm_webhook, dynamodb, crm_api):
-    crm_api.route(
-        "GET", "/crm/v3/objects/deals/555", Reply(503, {"status": "error"}, headers={"Retry-After": "7"})
-    )
+    crm_api.route("POST", DEALS_BATCH, Reply(503, {"status": "error"}, headers={"Retry-After": "7"}))
     body = hubspot_batch(("deal.creation", 1))
 
     status, headers, reply = deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body))
@@ -575,6 +603,25 @@ def test_a_hubspot_api_outage_answers_503_and_stores_nothing(crm_webhook, dynamo
     assert (status, reply["error"]["code"]) == (503, "crm_api_unavailable")
     assert headers["retry-after"]
     assert table_items(dynamodb) == []
+
+
+@pytest.mark.parametrize("limited", [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH])
+def test_a_rate_limited_hubspot_api_answers_503_and_stores_nothing_of_the_bulk_edit(
+    crm_webhook, dynamodb, crm_api, limited
+):
+    # Given HubSpot's burst limit is reached at one of the batch reads, even the last one
+    body = hubspot_bulk_edit(crm_api, 100)
+    rate_limited = {"status": "error", "errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING"}
+    crm_api.route("POST", limited, Reply(429, rate_limited, headers={"Retry-After": "10"}))
+
+    # When the delivery arrives
+    status, headers, reply = deliver(crm_webhook, "hubspot", body, headers=hubspot_headers(body))
+
+    # Then HubSpot is told to retry, and not one of the 100 events (nor a lead) was written
+    assert (status, reply["error"]["code"]) == (503, "crm_api_unavailable")
+    assert headers["retry-after"]
+    assert table_items(dynamodb) == []
+    assert crm_api.seen[-1].path == limited  # no call after the refused one
 
 
 # -- refusals: nothing written ----------------------------------------------------------------------

@@ -287,10 +287,10 @@ SALESFORCE = SalesforceConfig.model_validate(
 class UnavailableApi:
     """A CRM API that is down: a lookup is a retryable dependency error (503), never a crash."""
 
-    def fetch_deal(self, deal_id: str) -> Any:
+    def fetch_deals(self, deal_ids: Any, *, deadline: float | None = None) -> Any:
         raise CrmApiRetryableError("the CRM API is down")
 
-    def fetch_contact_emails(self, contact_ids: Any) -> tuple[str, ...]:
+    def fetch_contact_emails(self, contact_ids: Any, *, deadline: float | None = None) -> tuple[str, ...]:
         raise CrmApiRetryableError("the CRM API is down")
 
     def fetch_person_emails(self, person_id: str) -> tuple[str, ...]:

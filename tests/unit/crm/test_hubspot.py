@@ -7,6 +7,8 @@ import base64
 import hashlib
 import hmac
 import json
+import time
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from closedloop.crm import (
+    HUBSPOT_DEAL_PROPERTIES,
     CrmApiError,
     CrmApiRetryableError,
     CrmName,
@@ -242,65 +245,145 @@ def deal_event(subscription_type: str, event_id: int, **fields: Any) -> dict[str
     }
 
 
-def serve_deal(api: FakeCrmApi, *, stage: str = "closedwon", amount: str = "12000.50", **extra: str) -> None:
-    """The deal and its contacts as HubSpot's CRM API v3 returns them."""
-    properties = {
-        "amount": amount,
-        "closedate": "2026-12-01T10:00:00Z",
-        "createdate": "2026-10-01T09:00:00.000Z",
-        "dealstage": stage,
-        "deal_currency_code": "eur",
-        "hs_lastmodifieddate": "2026-11-19T08:00:00.000Z",
-        "hs_object_id": DEAL_ID,
-        "pipeline": "default",
-        **extra,
-    }
+DEAL_PROPERTIES = {
+    "amount": "12000.50",
+    "closedate": "2026-12-01T10:00:00Z",
+    "createdate": "2026-10-01T09:00:00.000Z",
+    "dealstage": "closedwon",
+    "deal_currency_code": "eur",
+    "hs_lastmodifieddate": "2026-11-19T08:00:00.000Z",
+    "pipeline": "default",
+}
+DEALS_BATCH = "/crm/v3/objects/deals/batch/read"
+ASSOCIATIONS_BATCH = "/crm/v4/associations/deals/contacts/batch/read"
+CONTACTS_BATCH = "/crm/v3/objects/contacts/batch/read"
 
-    def deal(seen: Any) -> Reply:
-        if seen.headers.get("authorization") != f"Bearer {TOKEN}":
-            return Reply(401, {"status": "error", "message": "Authentication credentials not found."})
-        return Reply(
-            200,
+
+def _refused(seen: Any, token: str, keys: set[str], limit: int) -> Reply | None:
+    """HubSpot's 401 without the token, and its 400 for a body not in the documented batch shape."""
+    if seen.headers.get("authorization") != f"Bearer {token}":
+        return Reply(401, {"status": "error", "message": "Authentication credentials not found."})
+    body = seen.body
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if (
+        set(body or {}) != keys
+        or not isinstance(inputs, list)
+        or not 1 <= len(inputs) <= limit
+        or not all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in inputs)
+    ):
+        return Reply(400, {"status": "error", "category": "VALIDATION_ERROR", "message": "Invalid input"})
+    return None
+
+
+def _batch_answer(results: list[dict[str, Any]], missing: list[str], category: str) -> Reply:
+    """200 when every id was found; HubSpot's 207 Multi-Status naming the others otherwise."""
+    answer: dict[str, Any] = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": "2026-11-19T08:00:01Z",
+        "completedAt": "2026-11-19T08:00:01Z",
+    }
+    if not missing:
+        return Reply(200, answer)
+    error = {
+        "status": "error",
+        "category": category,
+        "message": "Could not get some objects",
+        "context": {"ids": missing},
+    }
+    return Reply(207, {**answer, "numErrors": 1, "errors": [error]})
+
+
+def serve_hubspot(
+    api: FakeCrmApi,
+    deals: dict[str, dict[str, str]],
+    contacts: dict[str, list[str]],
+    emails: dict[str, str],
+    *,
+    token: str = TOKEN,
+) -> None:
+    """HubSpot's three batch reads as its API reference documents them: the bodies they accept (a 400
+    otherwise), 100 ids a call for objects and 1,000 for associations, and their 200/207 answers."""
+
+    def read_deals(seen: Any) -> Reply:
+        refused = _refused(seen, token, {"properties", "propertiesWithHistory", "inputs"}, 100)
+        if refused:
+            return refused
+        ids = [i["id"] for i in seen.body["inputs"]]
+        results = [
             {
-                "id": DEAL_ID,
-                "properties": properties,
+                "id": deal_id,
+                "properties": {
+                    **dict.fromkeys(seen.body["properties"]),
+                    **deals[deal_id],
+                    "hs_object_id": deal_id,
+                },
                 "createdAt": "2026-10-01T09:00:00.000Z",
                 "updatedAt": "2026-11-19T08:00:00.000Z",
                 "archived": False,
-                "associations": {
-                    "contacts": {
-                        "results": [
-                            {"id": "201", "type": "deal_to_contact"},
-                            {"id": "202", "type": "deal_to_contact"},
-                        ]
-                    }
-                },
-            },
-        )
+            }
+            for deal_id in ids
+            if deal_id in deals
+        ]
+        return _batch_answer(results, [i for i in ids if i not in deals], "OBJECT_NOT_FOUND")
 
-    def contacts(seen: Any) -> Reply:
-        emails = {"201": "Ada@Example.com", "202": "grace@example.org"}
-        return Reply(
-            200,
+    def read_associations(seen: Any) -> Reply:
+        refused = _refused(seen, token, {"inputs"}, 1000)
+        if refused:
+            return refused
+        ids = [i["id"] for i in seen.body["inputs"]]
+        results = [
             {
-                "status": "COMPLETE",
-                "results": [
+                "from": {"id": deal_id},
+                "to": [
                     {
-                        "id": item["id"],
-                        "properties": {"email": emails[item["id"]], "hs_object_id": item["id"]},
-                        "createdAt": "2026-09-01T00:00:00Z",
-                        "updatedAt": "2026-09-01T00:00:00Z",
-                        "archived": False,
+                        "toObjectId": int(contact_id),
+                        "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}],
                     }
-                    for item in seen.body["inputs"]
+                    for contact_id in contacts[deal_id]
                 ],
-                "startedAt": "2026-11-19T08:00:01Z",
-                "completedAt": "2026-11-19T08:00:01Z",
-            },
-        )
+            }
+            for deal_id in ids
+            if contacts.get(deal_id)
+        ]
+        return _batch_answer(results, [i for i in ids if not contacts.get(i)], "NO_ASSOCIATIONS_FOUND")
 
-    api.route("GET", f"/crm/v3/objects/deals/{DEAL_ID}", deal)
-    api.route("POST", "/crm/v3/objects/contacts/batch/read", contacts)
+    def read_contacts(seen: Any) -> Reply:
+        refused = _refused(seen, token, {"properties", "propertiesWithHistory", "inputs"}, 100)
+        if refused:
+            return refused
+        ids = [i["id"] for i in seen.body["inputs"]]
+        results = [
+            {
+                "id": contact_id,
+                "properties": {"email": emails[contact_id], "hs_object_id": contact_id},
+                "createdAt": "2026-09-01T00:00:00Z",
+                "updatedAt": "2026-09-01T00:00:00Z",
+                "archived": False,
+            }
+            for contact_id in ids
+            if contact_id in emails
+        ]
+        return _batch_answer(results, [i for i in ids if i not in emails], "OBJECT_NOT_FOUND")
+
+    api.route("POST", DEALS_BATCH, read_deals)
+    api.route("POST", ASSOCIATIONS_BATCH, read_associations)
+    api.route("POST", CONTACTS_BATCH, read_contacts)
+
+
+def serve_deal(api: FakeCrmApi, *, stage: str = "closedwon", amount: str = "12000.50", **extra: str) -> None:
+    """Deal DEAL_ID and its two contacts, as HubSpot's batch reads return them."""
+    properties = {**DEAL_PROPERTIES, "dealstage": stage, "amount": amount, **extra}
+    serve_hubspot(
+        api,
+        {DEAL_ID: properties},
+        {DEAL_ID: ["201", "202"]},
+        {"201": "Ada@Example.com", "202": "grace@example.org"},
+    )
+
+
+def calls_to(api: FakeCrmApi, path: str) -> list[Any]:
+    return [seen for seen in api.seen if seen.path == path]
 
 
 def test_a_batch_becomes_deal_events_read_through_the_crm_api(crm_api: FakeCrmApi) -> None:
@@ -344,11 +427,11 @@ def test_a_batch_becomes_deal_events_read_through_the_crm_api(crm_api: FakeCrmAp
     assert won.occurred_at == batch[2]["occurredAt"]
     # the version is the deal's last modification, later than the event
     assert won.version > won.occurred_at
-    # one lookup per deal per batch, authenticated with the private-app token
-    deal_calls = [s for s in crm_api.seen if s.path.startswith("/crm/v3/objects/deals/")]
-    assert len(deal_calls) == 1
-    assert set(deal_calls[0].query["properties"][0].split(",")) >= {"dealstage", "amount", "closedate"}
-    assert deal_calls[0].query["associations"] == ["contacts"]
+    # the deal read once for the batch, with the properties the adapter needs, then its contacts
+    [deals_call] = calls_to(crm_api, DEALS_BATCH)
+    assert deals_call.body["inputs"] == [{"id": DEAL_ID}]
+    assert set(deals_call.body["properties"]) >= {"dealstage", "amount", "closedate", "hs_lastmodifieddate"}
+    assert [s.path for s in crm_api.seen] == [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH]
 
 
 def test_the_same_event_delivered_twice_has_the_same_dedupe_key(crm_api: FakeCrmApi) -> None:
@@ -411,23 +494,25 @@ def test_deletions_need_no_lookup_and_merges_delete_the_merged_deals(crm_api: Fa
 
 
 def test_a_deal_deleted_before_the_lookup_is_left_out(crm_api: FakeCrmApi) -> None:
-    crm_api.route(
-        "GET",
-        f"/crm/v3/objects/deals/{DEAL_ID}",
-        Reply(
-            404,
-            {
-                "status": "error",
-                "message": "Object not found.  objectId are usually numeric.",
-                "correlationId": "3a9b1b0c-0000-4000-8000-000000000000",
-                "context": {"id": [DEAL_ID]},
-                "category": "OBJECT_NOT_FOUND",
-            },
-        ),
-    )
+    # Given a batch about two deals, one of them deleted since (HubSpot answers 207, naming it)
+    serve_deal(crm_api)
+    batch = [deal_event("deal.creation", 1, objectId=4040), deal_event("deal.creation", 2)]
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    # When
+    events = parse_hubspot(signed_request(json.dumps(batch).encode()), config(), client=client, now_ms=NOW_MS)
+    # Then only the deal that still exists becomes an event; the other's deletion event follows
+    assert [(e.event_id, e.deal_id) for e in events] == [("2", DEAL_ID)]
+    assert calls_to(crm_api, DEALS_BATCH)[0].body["inputs"] == [{"id": "4040"}, {"id": DEAL_ID}]
+
+
+def test_a_batch_of_deals_that_all_no_longer_exist_is_no_events(crm_api: FakeCrmApi) -> None:
+    # HubSpot may answer a batch read of ids that all no longer exist with a 404
+    not_found = {"status": "error", "message": "Object not found", "category": "OBJECT_NOT_FOUND"}
+    crm_api.route("POST", DEALS_BATCH, Reply(404, not_found))
     client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
     request = signed_request(json.dumps([deal_event("deal.creation", 1)]).encode())
     assert parse_hubspot(request, config(), client=client, now_ms=NOW_MS) == []
+    assert [s.path for s in crm_api.seen] == [DEALS_BATCH]
 
 
 @pytest.mark.parametrize(
@@ -450,14 +535,141 @@ def test_a_deal_deleted_before_the_lookup_is_left_out(crm_api: FakeCrmApi) -> No
 def test_a_rate_limited_or_failing_api_is_retryable(
     crm_api: FakeCrmApi, status: int, payload: dict[str, Any], headers: dict[str, str]
 ) -> None:
-    crm_api.route("GET", f"/crm/v3/objects/deals/{DEAL_ID}", Reply(status, payload, headers))
+    crm_api.route("POST", DEALS_BATCH, Reply(status, payload, headers))
     client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
     request = signed_request(json.dumps([deal_event("deal.creation", 1)]).encode())
     with pytest.raises(CrmApiRetryableError) as raised:
         parse_hubspot(request, config(), client=client, now_ms=NOW_MS)
     assert raised.value.status == status
     assert raised.value.status_code == 503
+    assert raised.value.retry_after == (1.0 if status == 429 else None)
     assert TOKEN not in str(raised.value)
+
+
+def bulk_edit(count: int) -> list[dict[str, Any]]:
+    """A bulk edit of ``count`` deals' stage: one delivery of ``count`` events, one deal each."""
+    return [
+        deal_event(
+            "deal.propertyChange", n, objectId=9000 + n, propertyName="dealstage", propertyValue="closedwon"
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+def serve_bulk(api: FakeCrmApi, count: int) -> None:
+    """Deals 9001... each with two contacts of its own (two for the first, and so on)."""
+    deals = {str(9000 + n): DEAL_PROPERTIES for n in range(1, count + 1)}
+    contacts = {str(9000 + n): [str(20000 + 2 * n), str(20001 + 2 * n)] for n in range(1, count + 1)}
+    emails = {c: f"buyer{c}@example.com" for ids in contacts.values() for c in ids}
+    serve_hubspot(api, deals, contacts, emails)
+
+
+def test_a_bulk_edit_of_100_deals_costs_four_batch_reads_in_hubspots_documented_shapes(
+    crm_api: FakeCrmApi,
+) -> None:
+    # Given HubSpot's largest delivery: 100 deals, 200 contacts
+    serve_bulk(crm_api, 100)
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    request = signed_request(json.dumps(bulk_edit(100)).encode())
+
+    # When
+    events = parse_hubspot(request, config(), client=client, now_ms=NOW_MS)
+
+    # Then every deal is an event with its own contacts ...
+    assert [e.deal_id for e in events] == [str(9000 + n) for n in range(1, 101)]
+    assert events[0].contact_emails == ("buyer20002@example.com", "buyer20003@example.com")
+    assert all(e.lifecycle is DealLifecycle.WON for e in events)
+    # ... read in 4 calls (not 200): deals, associations, contacts in two hundreds
+    assert [s.path for s in crm_api.seen] == [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH, CONTACTS_BATCH]
+    deals_call, associations_call, *contacts_calls = crm_api.seen
+    # POST /crm/v3/objects/deals/batch/read: properties, propertiesWithHistory, inputs of {"id"}
+    assert deals_call.body == {
+        "properties": list(HUBSPOT_DEAL_PROPERTIES),
+        "propertiesWithHistory": [],
+        "inputs": [{"id": str(9000 + n)} for n in range(1, 101)],
+    }
+    # POST /crm/v4/associations/deals/contacts/batch/read: inputs of {"id"}
+    assert associations_call.body == {"inputs": [{"id": str(9000 + n)} for n in range(1, 101)]}
+    # POST /crm/v3/objects/contacts/batch/read: the e-mail only, at most 100 ids a call
+    assert [c.body["properties"] for c in contacts_calls] == [["email"], ["email"]]
+    assert [len(c.body["inputs"]) for c in contacts_calls] == [100, 100]
+    assert all(c.headers["content-type"] == "application/json" for c in crm_api.seen)
+
+
+def test_a_deal_with_more_contacts_than_a_page_is_read_to_its_last_page(crm_api: FakeCrmApi) -> None:
+    serve_deal(crm_api)
+    pages = {
+        None: ({"toObjectId": 201, "associationTypes": []}, {"next": {"after": "MjAx"}}),
+        "MjAx": ({"toObjectId": 202, "associationTypes": []}, None),
+    }
+
+    def associations(seen: Any) -> Reply:
+        [wanted] = seen.body["inputs"]
+        target, paging = pages[wanted.get("after")]
+        result = {"from": {"id": wanted["id"]}, "to": [target], **({"paging": paging} if paging else {})}
+        return Reply(200, {"status": "COMPLETE", "results": [result]})
+
+    crm_api.route("POST", ASSOCIATIONS_BATCH, associations)
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    deals = client.fetch_deals([DEAL_ID])
+    assert deals[DEAL_ID].contact_emails == ("ada@example.com", "grace@example.org")
+    assert [c.body["inputs"] for c in calls_to(crm_api, ASSOCIATIONS_BATCH)] == [
+        [{"id": DEAL_ID}],
+        [{"id": DEAL_ID, "after": "MjAx"}],
+    ]
+
+
+@pytest.mark.parametrize("limited", [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH])
+def test_a_rate_limit_on_any_batch_read_is_retryable_and_returns_no_event(
+    crm_api: FakeCrmApi, limited: str
+) -> None:
+    # Given HubSpot's burst limit is reached at one of the three reads of a bulk edit
+    serve_bulk(crm_api, 100)
+    rate_limited = {
+        "status": "error",
+        "message": "You have reached your ten_secondly_rolling limit.",
+        "errorType": "RATE_LIMIT",
+        "policyName": "TEN_SECONDLY_ROLLING",
+    }
+    crm_api.route("POST", limited, Reply(429, rate_limited, {"Retry-After": "10"}))
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    request = signed_request(json.dumps(bulk_edit(100)).encode())
+    # When / Then: a retryable 503, no partial list of events, and no call after the refused one
+    with pytest.raises(CrmApiRetryableError) as raised:
+        parse_hubspot(request, config(), client=client, now_ms=NOW_MS)
+    assert (raised.value.status, raised.value.retry_after, raised.value.status_code) == (429, 10.0, 503)
+    assert crm_api.seen[-1].path == limited
+    assert len(crm_api.seen) == [DEALS_BATCH, ASSOCIATIONS_BATCH, CONTACTS_BATCH].index(limited) + 1
+
+
+def test_the_lookups_of_a_delivery_share_one_time_budget(crm_api: FakeCrmApi) -> None:
+    # Given HubSpot answers the deals in 0.3 s, then hangs on the associations
+    serve_deal(crm_api)
+    answer_deals = crm_api.find("POST", DEALS_BATCH)
+    assert answer_deals is not None
+    crm_api.route("POST", DEALS_BATCH, lambda seen: replace(answer_deals(seen), delay=0.3))
+    crm_api.route("POST", ASSOCIATIONS_BATCH, Reply(200, {"status": "COMPLETE", "results": []}, delay=3.0))
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url, timeout=3.0)
+    request = signed_request(json.dumps([deal_event("deal.creation", 1)]).encode())
+
+    # When the delivery's lookups may take 0.6 s in all
+    started = time.monotonic()
+    with pytest.raises(CrmApiRetryableError) as raised:
+        parse_hubspot(request, config(), client=client, now_ms=NOW_MS, budget_seconds=0.6)
+    elapsed = time.monotonic() - started
+
+    # Then the hanging call gets only what is left of them (not its own 3 s) and the answer is a 503
+    assert 0.5 < elapsed < 1.2
+    assert raised.value.status_code == 503
+    assert [s.path for s in crm_api.seen] == [DEALS_BATCH, ASSOCIATIONS_BATCH]
+
+
+def test_no_call_starts_once_the_budget_is_spent(crm_api: FakeCrmApi) -> None:
+    serve_deal(crm_api)
+    client = HubSpotClient(TOKEN, base_url=crm_api.base_url)
+    with pytest.raises(CrmApiRetryableError, match="time budget"):
+        client.fetch_deals([DEAL_ID], deadline=time.monotonic() - 0.001)
+    assert crm_api.seen == []
 
 
 def test_a_refused_token_is_an_api_error_that_does_not_leak_it(crm_api: FakeCrmApi) -> None:
@@ -530,7 +742,7 @@ def test_a_workflow_webhook_with_the_deals_properties_needs_only_the_contact_loo
     )
     assert event.contact_emails == ("ada@example.com",)
     assert event.version == event.occurred_at == 1794999000500
-    assert [s.path for s in crm_api.seen] == ["/crm/v3/objects/contacts/batch/read"]
+    assert [s.path for s in crm_api.seen] == [CONTACTS_BATCH]
     # a retry of the same call has the same body, hence the same dedupe key
     [again] = parse_hubspot(signed_request(body, sent_ms=NOW_MS), config(), client=client, now_ms=NOW_MS)
     assert again.dedupe_key == event.dedupe_key

@@ -10,10 +10,22 @@ HubSpot documents (developers.hubspot.com, "Validating requests"):
   (webhook subscriptions).
 - v2: hex SHA-256(client secret + method + URI + body), version ``v2`` (workflow webhooks, CRM cards).
 
-Subscription events arrive in batches (a JSON array) and are retried up to 10 times over about a day;
-``eventId`` identifies an event across retries. They carry ids only (a property change carries the one
-new value), so the adapter reads the deal and its contacts' e-mails from the CRM API with a private-app
-token.
+Subscription events arrive in batches of up to 100 (a JSON array). HubSpot waits 5 seconds for the
+answer, and retries a delivery that timed out or failed (a ``429`` or ``5xx``) up to 10 times over
+about a day ("Error handling" › "Retries"); ``eventId`` identifies an event across retries. The events
+carry ids only (a property change carries the one new value), so the adapter reads the deals and their
+contacts' e-mails from the CRM API with a private-app token, with HubSpot's batch reads, so a whole
+delivery costs a few calls whatever its size (one deal per call would be 200 calls for a bulk edit of
+100 deals: far past the 5 seconds and the private app's burst limit of 100-190 calls per 10 s):
+
+1. ``POST /crm/v3/objects/deals/batch/read``: the deals' properties, 100 ids a call;
+2. ``POST /crm/v4/associations/deals/contacts/batch/read``: their contacts, 1,000 ids a call;
+3. ``POST /crm/v3/objects/contacts/batch/read``: the contacts' e-mails, 100 ids a call.
+
+All the lookups of one delivery share :data:`HUBSPOT_LOOKUP_BUDGET_SECONDS`. A lookup that is
+rate-limited (``429``), fails (``5xx``), times out or would run past the budget raises
+:class:`~closedloop.crm.errors.CrmApiRetryableError` before any event is returned, so the webhook
+answers ``503`` with nothing written and HubSpot delivers the batch again.
 """
 
 from __future__ import annotations
@@ -22,9 +34,9 @@ import base64
 import hashlib
 import hmac
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, Self
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -41,7 +53,13 @@ from closedloop.crm._common import (
     to_ms,
 )
 from closedloop.crm.config import HubSpotConfig
-from closedloop.crm.errors import CrmApiError, CrmApiNotFoundError, WebhookAuthError, WebhookPayloadError
+from closedloop.crm.errors import (
+    CrmApiError,
+    CrmApiNotFoundError,
+    CrmApiRetryableError,
+    WebhookAuthError,
+    WebhookPayloadError,
+)
 from closedloop.crm.http import JsonHttpClient
 from closedloop.crm.models import (
     MAX_DEAL_TIME_MS,
@@ -55,6 +73,7 @@ from closedloop.crm.models import (
 
 __all__ = [
     "HUBSPOT_DEAL_PROPERTIES",
+    "HUBSPOT_LOOKUP_BUDGET_SECONDS",
     "HubSpotClient",
     "HubSpotDeal",
     "HubSpotDealReader",
@@ -78,8 +97,13 @@ HUBSPOT_DEAL_PROPERTIES = (
     "hs_is_closed_won",
     "hs_is_closed",
 )
+# HubSpot waits 5 s for the answer to a webhook; the deal lookups of one delivery get half of it, the
+# rest is for a cold start, the webhook secret and the writes. The webhook cannot see the Lambda's
+# remaining time (the handler does not pass it down), so the budget is this fixed share.
+HUBSPOT_LOOKUP_BUDGET_SECONDS = 2.5
 _DEAL_OBJECT_TYPE = "0-3"
-_BATCH_READ_LIMIT = 100
+_BATCH_READ_LIMIT = 100  # ids per objects batch read (deals, contacts)
+_ASSOCIATIONS_READ_LIMIT = 1000  # ids per associations batch read (developer changelog, February 2025)
 # The table of HubSpot's v3 instructions: these encodings are decoded in the URI before signing.
 _V3_DECODED = {
     "%3A": ":",
@@ -240,19 +264,41 @@ class HubSpotDeal(BaseModel):
 
 
 class HubSpotDealReader(Protocol):
-    """What the adapter needs from HubSpot's API (:class:`HubSpotClient`, or a fake in tests)."""
+    """What the adapter needs from HubSpot's API (:class:`HubSpotClient`, or a fake in tests).
 
-    def fetch_deal(self, deal_id: str) -> HubSpotDeal:
-        """Read a deal with :data:`HUBSPOT_DEAL_PROPERTIES` and its contacts' e-mails."""
+    ``deadline`` is a :func:`time.monotonic` instant: no call may end after it.
+    """
+
+    def fetch_deals(
+        self, deal_ids: Sequence[str], *, deadline: float | None = None
+    ) -> Mapping[str, HubSpotDeal]:
+        """Read deals with :data:`HUBSPOT_DEAL_PROPERTIES` and their contacts' e-mails; a deal that no
+        longer exists is left out of the mapping."""
         ...
 
-    def fetch_contact_emails(self, contact_ids: Sequence[str]) -> tuple[str, ...]:
+    def fetch_contact_emails(
+        self, contact_ids: Sequence[str], *, deadline: float | None = None
+    ) -> tuple[str, ...]:
         """Read the e-mails of contacts by id."""
         ...
 
 
+def _chunks(ids: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def _results(answer: Any, what: str) -> list[dict[str, Any]]:
+    """The ``results`` of a batch answer (200, or 207 when some ids failed); ``None`` (a 404) is none."""
+    if answer is None:
+        return []
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise CrmApiError(f"HubSpot API {what}: unexpected answer")
+    return [item for item in results if isinstance(item, dict)]
+
+
 class HubSpotClient:
-    """HubSpot's CRM API v3, with a private-app token.
+    """HubSpot's CRM API, with a private-app token, through its batch reads.
 
     Parameters
     ----------
@@ -261,10 +307,11 @@ class HubSpotClient:
     base_url
         ``https://api.hubapi.com``; tests point it at a local server.
     timeout
-        Seconds per call.
+        Seconds per call at most; a call never waits past the ``deadline`` it is given.
     """
 
     def __init__(self, token: str, *, base_url: str = "https://api.hubapi.com", timeout: float = 3.0) -> None:
+        self._timeout = timeout
         self._http = JsonHttpClient(
             base_url,
             headers={"Authorization": f"Bearer {token}"},
@@ -283,63 +330,139 @@ class HubSpotClient:
             timeout=config.api_timeout_seconds,
         )
 
-    def fetch_deal(self, deal_id: str) -> HubSpotDeal:
-        """Read a deal, its properties and its associated contacts' e-mails.
+    def fetch_deals(
+        self, deal_ids: Sequence[str], *, deadline: float | None = None
+    ) -> dict[str, HubSpotDeal]:
+        """Read deals, their properties and their associated contacts' e-mails, in batches.
 
-        ``GET /crm/v3/objects/deals/{dealId}?properties=...&associations=contacts``, then
-        ``POST /crm/v3/objects/contacts/batch/read`` for the e-mails.
+        ``POST /crm/v3/objects/deals/batch/read`` (100 ids a call), then
+        ``POST /crm/v4/associations/deals/contacts/batch/read`` for the deals found, then
+        ``POST /crm/v3/objects/contacts/batch/read`` for their contacts (100 a call): 3 calls for a
+        delivery of up to 100 deals with up to 100 contacts in all.
+
+        Parameters
+        ----------
+        deal_ids
+            The deals; repeated ids are read once.
+        deadline
+            A :func:`time.monotonic` instant no call may end after; ``None``: only the per-call timeout.
+
+        Returns
+        -------
+        dict of str to HubSpotDeal
+            By deal id; a deal deleted or merged since the event (absent from HubSpot's answer) is
+            left out.
 
         Raises
         ------
-        CrmApiNotFoundError
-            When the deal does not exist (deleted or merged since the event).
         CrmApiRetryableError
-            When HubSpot is slow, down or rate-limits.
+            When HubSpot is slow, down or rate-limits (``429``), or the deadline is reached.
         CrmApiError
-            On any other failure.
+            On any other failure (a refused token, an unexpected answer).
         """
-        answer = self._http.get_json(
-            f"/crm/v3/objects/deals/{quote(deal_id, safe='')}",
-            {"properties": ",".join(HUBSPOT_DEAL_PROPERTIES), "associations": "contacts"},
-        )
-        if not isinstance(answer, dict) or not isinstance(answer.get("properties"), dict):
-            raise CrmApiError("HubSpot API GET deal: unexpected answer")
-        properties = {
-            str(key): None if value is None else str(value) for key, value in answer["properties"].items()
-        }
-        contact_ids: list[str] = []
-        associations = answer.get("associations")
-        contacts = associations.get("contacts") if isinstance(associations, dict) else None
-        results = contacts.get("results") if isinstance(contacts, dict) else None
-        for item in results if isinstance(results, list) else []:
-            contact_id = text(item.get("id") if isinstance(item, dict) else None)
-            if contact_id is not None and contact_id not in contact_ids:
-                contact_ids.append(contact_id)
-        emails = self.fetch_contact_emails(contact_ids) if contact_ids else ()
-        return HubSpotDeal(
-            id=str(answer.get("id") or deal_id),
-            properties=properties,
-            contact_ids=tuple(contact_ids),
-            contact_emails=emails,
-        )
-
-    def fetch_contact_emails(self, contact_ids: Sequence[str]) -> tuple[str, ...]:
-        """Read contacts' e-mails, 100 ids per ``POST /crm/v3/objects/contacts/batch/read``."""
-        emails: list[str] = []
-        for start in range(0, len(contact_ids), _BATCH_READ_LIMIT):
-            chunk = contact_ids[start : start + _BATCH_READ_LIMIT]
-            answer = self._http.post_json(
-                "/crm/v3/objects/contacts/batch/read",
-                {"properties": ["email"], "inputs": [{"id": contact_id} for contact_id in chunk]},
+        ids = list(dict.fromkeys(deal_ids))
+        found: dict[str, dict[str, str | None]] = {}
+        for chunk in _chunks(ids, _BATCH_READ_LIMIT):
+            answer = self._post(
+                "/crm/v3/objects/deals/batch/read",
+                {
+                    "properties": list(HUBSPOT_DEAL_PROPERTIES),
+                    "propertiesWithHistory": [],
+                    "inputs": [{"id": deal_id} for deal_id in chunk],
+                },
+                deadline,
             )
-            results = answer.get("results") if isinstance(answer, dict) else None
-            if not isinstance(results, list):
-                raise CrmApiError("HubSpot API batch read contacts: unexpected answer")
-            for contact in results:
-                properties = contact.get("properties") if isinstance(contact, dict) else None
-                if isinstance(properties, dict):
-                    emails.append(properties.get("email") or "")
-        return normalise_emails(emails)
+            for item in _results(answer, "batch read deals"):
+                deal_id = text(item.get("id"))
+                properties = item.get("properties")
+                if deal_id is None or not isinstance(properties, dict):
+                    raise CrmApiError("HubSpot API batch read deals: unexpected answer")
+                found[deal_id] = {
+                    str(key): None if value is None else str(value) for key, value in properties.items()
+                }
+        contacts = self._deal_contacts(list(found), deadline)
+        emails = self._emails_by_contact(
+            list(dict.fromkeys(c for ids in contacts.values() for c in ids)), deadline
+        )
+        return {
+            deal_id: HubSpotDeal(
+                id=deal_id,
+                properties=properties,
+                contact_ids=tuple(contacts.get(deal_id, ())),
+                contact_emails=normalise_emails(emails.get(c) for c in contacts.get(deal_id, ())),
+            )
+            for deal_id, properties in found.items()
+        }
+
+    def fetch_contact_emails(
+        self, contact_ids: Sequence[str], *, deadline: float | None = None
+    ) -> tuple[str, ...]:
+        """Read contacts' e-mails, 100 ids per ``POST /crm/v3/objects/contacts/batch/read``."""
+        ids = list(dict.fromkeys(contact_ids))
+        emails = self._emails_by_contact(ids, deadline)
+        return normalise_emails(emails.get(contact_id) for contact_id in ids)
+
+    def _deal_contacts(self, deal_ids: list[str], deadline: float | None) -> dict[str, list[str]]:
+        """The contact ids of each deal, following a deal's ``paging.next.after`` when it has more."""
+        contacts: dict[str, list[str]] = {deal_id: [] for deal_id in deal_ids}
+        pending: list[dict[str, str]] = [{"id": deal_id} for deal_id in deal_ids]
+        followed: set[tuple[str, str]] = set()  # a cursor seen twice would loop forever
+        while pending:
+            chunk, pending = pending[:_ASSOCIATIONS_READ_LIMIT], pending[_ASSOCIATIONS_READ_LIMIT:]
+            answer = self._post("/crm/v4/associations/deals/contacts/batch/read", {"inputs": chunk}, deadline)
+            # A deal without contacts is absent from the results (a 207 naming it among the errors).
+            for item in _results(answer, "batch read deal associations"):
+                source = item.get("from")
+                deal_id = text(source.get("id") if isinstance(source, dict) else None)
+                if deal_id is None or deal_id not in contacts:
+                    continue
+                targets = item.get("to")
+                for target in targets if isinstance(targets, list) else []:
+                    contact_id = text(target.get("toObjectId") if isinstance(target, dict) else None)
+                    if contact_id is not None and contact_id not in contacts[deal_id]:
+                        contacts[deal_id].append(contact_id)
+                paging = item.get("paging")
+                following = paging.get("next") if isinstance(paging, dict) else None
+                after = text(following.get("after") if isinstance(following, dict) else None)
+                if after is not None and (deal_id, after) not in followed:
+                    followed.add((deal_id, after))
+                    pending.append({"id": deal_id, "after": after})
+        return contacts
+
+    def _emails_by_contact(self, contact_ids: list[str], deadline: float | None) -> dict[str, object]:
+        emails: dict[str, object] = {}
+        for chunk in _chunks(contact_ids, _BATCH_READ_LIMIT):
+            answer = self._post(
+                "/crm/v3/objects/contacts/batch/read",
+                {
+                    "properties": ["email"],
+                    "propertiesWithHistory": [],
+                    "inputs": [{"id": contact_id} for contact_id in chunk],
+                },
+                deadline,
+            )
+            for contact in _results(answer, "batch read contacts"):
+                contact_id = text(contact.get("id"))
+                properties = contact.get("properties")
+                if contact_id is not None and isinstance(properties, dict):
+                    emails[contact_id] = properties.get("email")
+        return emails
+
+    def _post(self, path: str, payload: object, deadline: float | None) -> Any:
+        """POST a batch read within the deadline; a 404 (none of the ids exists) is ``None``."""
+        timeout = self._timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CrmApiRetryableError(
+                    f"HubSpot API POST {path}: the delivery's lookup time budget is spent"
+                )
+            timeout = min(timeout, left)
+        self._http.timeout = timeout  # set before every call: this call's share of what is left
+        try:
+            return self._http.post_json(path, payload)
+        except CrmApiNotFoundError:
+            return None
 
 
 # --- the webhook ---------------------------------------------------------------------------------------
@@ -439,7 +562,7 @@ def _is_deal(event: _SubscriptionEvent) -> bool:
 
 
 def _subscription_events(
-    items: list[Any], config: HubSpotConfig, client: HubSpotDealReader | None
+    items: list[Any], config: HubSpotConfig, client: HubSpotDealReader | None, deadline: float
 ) -> list[DealEvent]:
     parsed: list[_SubscriptionEvent] = []
     for index, item in enumerate(items):
@@ -450,8 +573,9 @@ def _subscription_events(
         except ValidationError as exc:
             raise describe(exc, f"HubSpot event {index}") from None
 
-    events: list[DealEvent] = []
-    deals: dict[str, HubSpotDeal | None] = {}  # one lookup per deal per batch
+    # First the events in order, with a placeholder (what, event, deal id) where the deal must be read;
+    # then every deal of the batch in one batched lookup; then the placeholders filled in.
+    planned: list[DealEvent | tuple[str, _SubscriptionEvent, str]] = []
     for index, event in enumerate(parsed):
         what = f"HubSpot event {index}"
         deal_id = event.deal_id
@@ -462,24 +586,33 @@ def _subscription_events(
             continue  # caused by Closedloop's own write-back (docs/crm-writeback.md): no loop
         action = event.subscription_type.split(".", 1)[1] if "." in event.subscription_type else ""
         if action in {"deletion", "privacyDeletion"}:
-            events.append(_deleted(what, event.event_id, deal_id, event.occurred_at))
+            planned.append(_deleted(what, event.event_id, deal_id, event.occurred_at))
             continue
         if action == "merge":
             # The merged-away deals no longer exist; the surviving deal is read below.
             for merged_id in event.merged_object_ids:
                 if merged_id != deal_id:
-                    merged = _deleted(what, f"{event.event_id}:{merged_id}", merged_id, event.occurred_at)
-                    events.append(merged)
+                    planned.append(
+                        _deleted(what, f"{event.event_id}:{merged_id}", merged_id, event.occurred_at)
+                    )
+        planned.append((what, event, deal_id))
+
+    to_read = [entry[2] for entry in planned if isinstance(entry, tuple)]
+    deals: Mapping[str, HubSpotDeal] = {}
+    if to_read:
         if client is None:
             raise CrmApiError("HubSpot deal events need hubspot.private_app_token in the webhook secret")
-        if deal_id not in deals:
-            try:
-                deals[deal_id] = client.fetch_deal(deal_id)
-            except CrmApiNotFoundError:
-                deals[deal_id] = None  # deleted since: its deletion event follows
-        deal = deals[deal_id]
-        if deal is None:
+        deals = client.fetch_deals(to_read, deadline=deadline)
+
+    events: list[DealEvent] = []
+    for entry in planned:
+        if isinstance(entry, DealEvent):
+            events.append(entry)
             continue
+        what, event, deal_id = entry
+        deal = deals.get(deal_id)
+        if deal is None:
+            continue  # deleted since: its deletion event follows
         events.append(
             _deal_event(
                 what,
@@ -523,6 +656,7 @@ def _workflow_event(
     config: HubSpotConfig,
     client: HubSpotDealReader | None,
     now: int,
+    deadline: float,
 ) -> DealEvent | None:
     nested = body.get("properties")
     properties = _flatten(nested) if isinstance(nested, dict) else dict(body)
@@ -554,25 +688,26 @@ def _workflow_event(
     emails: list[object] = [properties.get(key) for key in ("email", "contact_email", "contact_emails")]
     if isinstance(properties.get("contact_emails"), list):
         emails.extend(properties["contact_emails"])
-    try:
-        if properties.get("dealstage") is None:
-            if client is None:
-                raise WebhookPayloadError(
-                    "the HubSpot workflow webhook has no dealstage: include the deal's properties, "
-                    "or set hubspot.private_app_token so the deal can be read"
-                )
-            deal = client.fetch_deal(deal_id)  # the action sent only ids: read the deal itself
-            properties = {**deal.properties, **{k: v for k, v in properties.items() if v is not None}}
-            emails.extend(deal.contact_emails)
-        elif client is not None and not normalise_emails(emails):
-            contact_ids = _contact_ids(body)
-            emails.extend(
-                client.fetch_contact_emails(contact_ids)
-                if contact_ids
-                else client.fetch_deal(deal_id).contact_emails
+    if properties.get("dealstage") is None:
+        if client is None:
+            raise WebhookPayloadError(
+                "the HubSpot workflow webhook has no dealstage: include the deal's properties, "
+                "or set hubspot.private_app_token so the deal can be read"
             )
-    except CrmApiNotFoundError:
-        return None  # the deal was deleted since the workflow ran
+        deal = client.fetch_deals([deal_id], deadline=deadline).get(deal_id)  # the action sent only ids
+        if deal is None:
+            return None  # the deal was deleted since the workflow ran
+        properties = {**deal.properties, **{k: v for k, v in properties.items() if v is not None}}
+        emails.extend(deal.contact_emails)
+    elif client is not None and not normalise_emails(emails):
+        contact_ids = _contact_ids(body)
+        if contact_ids:
+            emails.extend(client.fetch_contact_emails(contact_ids, deadline=deadline))
+        else:
+            deal = client.fetch_deals([deal_id], deadline=deadline).get(deal_id)
+            if deal is None:
+                return None
+            emails.extend(deal.contact_emails)
     modified = to_ms(properties.get("hs_lastmodifieddate"), field=f"{what} hs_lastmodifieddate")
     occurred_at = modified or sent_at or now
     return _deal_event(
@@ -592,6 +727,7 @@ def parse_hubspot(
     *,
     client: HubSpotDealReader | None = None,
     now_ms: int | None = None,
+    budget_seconds: float = HUBSPOT_LOOKUP_BUDGET_SECONDS,
 ) -> list[DealEvent]:
     """Verify a HubSpot delivery and turn it into deal events.
 
@@ -607,6 +743,8 @@ def parse_hubspot(
         events other than deletions need it; a workflow call only when it lacks the stage or e-mails.
     now_ms
         The clock, ms (tests).
+    budget_seconds
+        The time all the API lookups of this delivery may take together, from the call.
 
     Returns
     -------
@@ -623,10 +761,12 @@ def parse_hubspot(
         over 256 characters, a time before 1970 or after 2100, an amount DynamoDB cannot keep) (400);
         raised before anything of the batch is stored.
     CrmApiRetryableError
-        HubSpot's API is slow, down or rate-limited (503, HubSpot retries).
+        HubSpot's API is slow, down or rate-limited, or the lookups ran out of ``budget_seconds``
+        (503, HubSpot retries); raised before any event is returned, so nothing is written.
     CrmApiError
         No private-app token, or the API refused it.
     """
+    deadline = time.monotonic() + budget_seconds
     check_body(request)
     signed = request if config.webhook_url is None else request.model_copy(update={"url": config.webhook_url})
     verify_hubspot_signature(
@@ -637,10 +777,10 @@ def parse_hubspot(
     )
     body = load_json(request.body, "HubSpot")
     if isinstance(body, list):
-        return _subscription_events(body, config, client)
+        return _subscription_events(body, config, client, deadline)
     if isinstance(body, dict) and "subscriptionType" in body:
-        return _subscription_events([body], config, client)
+        return _subscription_events([body], config, client, deadline)
     if isinstance(body, dict):
-        event = _workflow_event(request, body, config, client, current_ms(now_ms))
+        event = _workflow_event(request, body, config, client, current_ms(now_ms), deadline)
         return [] if event is None else [event]
     raise WebhookPayloadError("the HubSpot webhook body must be an array of events or a deal object")
