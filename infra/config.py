@@ -53,6 +53,9 @@ class DeploySettings(RetentionSettings):
     schedule: Annotated[str, Field(alias="attributeSchedule")] = "rate(1 hour)"
     lookback_days: Annotated[int, Field(alias="lookbackDays", gt=0)] = 90
     base_currency: Annotated[str, Field(alias="baseCurrency", pattern=r"^[A-Z]{3}$")] = "USD"
+    # Global Privacy Control on the server (collect stores nothing, identify links no visitor), as
+    # t.js's data-honor-gpc: a site whose snippet says "false" sets this to false too.
+    honor_gpc: Annotated[bool, Field(alias="honorGpc")] = True
     # Operations and the public address; empty in cdk.json means "not set".
     alarm_email: Annotated[str | None, Field(alias="alarmEmail", pattern=EMAIL)] = None
     custom_domain: Annotated[str | None, Field(alias="customDomain", pattern=DOMAIN)] = None

@@ -32,11 +32,17 @@ class ClosedloopStack(Stack):
             "ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
             "OWN_DOMAINS": ",".join(settings.own_domains),
         }
+        # The two functions a browser's requests reach (page views, forms) honour GPC alike.
+        privacy_environment = {"HONOR_GPC": "true" if settings.honor_gpc else "false"}
         collect = ClosedloopFunction(
             self,
             "collect",
             layers=layers.all,
-            environment={**api_environment, "RETENTION_DAYS": str(settings.retention_days)},
+            environment={
+                **api_environment,
+                **privacy_environment,
+                "RETENTION_DAYS": str(settings.retention_days),
+            },
             log_retention_days=settings.log_retention_days,
             description="Closedloop tracker, page views and touches",
         )
@@ -47,7 +53,7 @@ class ClosedloopStack(Stack):
             self,
             "identify",
             layers=layers.all,
-            environment=api_environment,
+            environment={**api_environment, **privacy_environment},
             log_retention_days=settings.log_retention_days,
             description="Closedloop form posts: leads and their visitors",
         )

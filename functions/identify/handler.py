@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from closedloop.api import build_resolver, html_page, preflight, preflight_error, raw_body, request_bodies
 from closedloop.clock import now_ms
+from closedloop.collect import opts_out
 from closedloop.errors import ClientInputError, InvalidInputError
 from closedloop.forms import is_html_form, read_form
 from closedloop.identify import VISITOR_COOKIE, identify_lead, safe_redirect
@@ -80,6 +81,7 @@ def post_identify():
             received_at=now_ms(),
             cookie_visitor_id=_cookie_visitor_id(),
             page_url=app.current_event.headers.get("referer"),
+            opted_out=opts_out(app.current_event.headers.get("sec-gpc"), honor_gpc=settings.honor_gpc),
         )
         metrics.add_metric(
             name="LeadsCreated" if result.created else "LeadsUpdated", unit=MetricUnit.Count, value=1

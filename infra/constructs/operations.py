@@ -360,6 +360,7 @@ class OperationsConstruct(Construct):
                     _ours("EventsAccepted", "collect"),
                     _ours("EventsDuplicated", "collect"),
                     _ours("BotEventsDropped", "collect"),
+                    _ours("OptOutEventsDropped", "collect"),  # Sec-GPC: 1 (HONOR_GPC)
                 ],
                 width=8,
             ),

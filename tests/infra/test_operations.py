@@ -216,7 +216,12 @@ def test_the_dashboard_shows_the_loops_own_metrics_per_function(template: Templa
     body = _dashboard(template)
     assert body.count(f'"{METRICS_NAMESPACE}"') >= 10
     for service, names in {
-        "closedloop-collect": ("EventsAccepted", "EventsDuplicated", "BotEventsDropped"),
+        "closedloop-collect": (
+            "EventsAccepted",
+            "EventsDuplicated",
+            "BotEventsDropped",
+            "OptOutEventsDropped",
+        ),
         "closedloop-identify": ("LeadsCreated", "LeadsUpdated", "HoneypotSubmissions"),
         "closedloop-attribute": ("AttributeRunSeconds", "CreditRowsWritten", "PartitionsWritten"),
     }.items():

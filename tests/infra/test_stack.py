@@ -178,3 +178,40 @@ def test_no_function_of_ours_uses_a_managed_policy(template: Template) -> None:
 
 def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else [value]
+
+
+def _honor_gpc_by_service(template: Template) -> dict[str, str | None]:
+    """HONOR_GPC of every function of ours, by its service name."""
+    variables = [
+        f["Properties"].get("Environment", {}).get("Variables", {})
+        for f in template.find_resources("AWS::Lambda::Function").values()
+    ]
+    return {
+        v["POWERTOOLS_SERVICE_NAME"]: v.get("HONOR_GPC") for v in variables if "POWERTOOLS_SERVICE_NAME" in v
+    }
+
+
+def test_the_functions_a_browser_reaches_honour_global_privacy_control_by_default(template: Template) -> None:
+    honor_gpc = _honor_gpc_by_service(template)
+    assert honor_gpc.pop("closedloop-collect") == "true"
+    assert honor_gpc.pop("closedloop-identify") == "true"
+    assert set(honor_gpc.values()) == {None}  # the others never see a browser's Sec-GPC header
+
+
+def test_honor_gpc_false_on_the_command_line_turns_it_off_in_both_functions(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Given `cdk deploy -c honorGpc=false` (context from the command line is a string)
+    app = App(
+        context={
+            "aws:cdk:bundling-stacks": [],
+            "allowedOrigins": "https://www.acme.test",
+            "honorGpc": "false",
+        },
+        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+    )
+    _, stack = build_app(app)
+
+    honor_gpc = _honor_gpc_by_service(Template.from_stack(stack))
+
+    assert (honor_gpc["closedloop-collect"], honor_gpc["closedloop-identify"]) == ("false", "false")

@@ -522,3 +522,44 @@ def test_a_sales_cycle_longer_than_the_lookback_keeps_the_touch_that_made_the_le
         "SELECT channel FROM closedloop.attribution_credits WHERE deal_id = 'Eve-1' AND model = 'first_touch'"
     )
     assert credited.fetchall() == [("Paid Search",)]
+
+
+def test_the_funnel_counts_whole_leads_by_their_source_so_every_rate_is_a_share(closed_loop, tmp_path):
+    # Given, besides Ada (email lead, won), Bob (social lead, open deal) and Cy (direct lead, no deal):
+    # Dan, found twice by paid search, comes back directly to fill the form and wins a deal (most of
+    # its credit goes to paid search); Eve fills the form from paid search and buys nothing; Fay never
+    # visited and wins a deal (an offline lead).
+    for event_id, at in (("evt-dan-0001", NOW - 6 * DAY), ("evt-dan-0002", NOW - 5 * DAY)):
+        visit(closed_loop, "DanVisitorDDDDDDDDDDDD", event_id, f"{SITE_ORIGIN}/?gclid=dan", at=at)
+    visit(closed_loop, "DanVisitorDDDDDDDDDDDD", "evt-dan-0003", f"{SITE_ORIGIN}/", at=NOW - DAY)
+    identify(closed_loop, "DanVisitorDDDDDDDDDDDD", "dan@example.com")
+    visit(
+        closed_loop, "EveVisitorEEEEEEEEEEEE", "evt-eve-0001", f"{SITE_ORIGIN}/?gclid=eve", at=NOW - 2 * DAY
+    )
+    identify(closed_loop, "EveVisitorEEEEEEEEEEEE", "eve@example.com")
+    deal_event(closed_loop, "deal-d-1", "D-1", "dan@example.com", "won", "3000", at=NOW - HOUR)
+    deal_event(closed_loop, "deal-f-1", "F-1", "fay@example.com", "won", "800", at=NOW - HOUR)
+
+    # When the job has run and the named query runs on its lake
+    run_job(closed_loop, {"mode": "full"})
+    query = next(q for q in named_queries() if q.name == "funnel_by_channel")
+    cursor = duckdb_over_lake(tmp_path).execute(query.sql)
+    names = [d[0] for d in cursor.description]
+    funnel = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+    # Then every conversion rate is a share of the step before
+    rates = ("visit_to_lead", "lead_to_opportunity", "opportunity_to_customer")
+    for channel, row in funnel.items():
+        for rate in rates:
+            assert row[rate] is None or 0 <= row[rate] <= 1, (channel, rate, row[rate])
+    # and each lead counts once, under the channel that made it, and is followed to its deals
+    steps = ("visits", "leads", "opportunities", "customers")
+    assert {channel: tuple(row[s] for s in steps) for channel, row in funnel.items()} == {
+        "Paid Search": (4, 1, 0, 0),  # Ada's first visit, Dan's two, Eve's; only Eve's lead is from it
+        "Direct": (2, 2, 1, 1),  # Cy, and Dan who came back directly
+        "Email": (1, 1, 1, 1),
+        "Organic Social": (1, 1, 1, 0),
+        "(no web touch)": (0, 1, 1, 1),
+    }
+    assert funnel["Direct"]["lead_to_opportunity"] == pytest.approx(0.5)
+    assert funnel["(no web touch)"]["visit_to_lead"] is None  # no visits to convert

@@ -426,3 +426,60 @@ def test_the_openapi_document_describes_the_form_body(identify):
     body = document["paths"]["/identify"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "application/x-www-form-urlencoded", "multipart/form-data"}
     assert "email" in body["application/json"]["schema"]["required"]
+
+
+# -- Global Privacy Control ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "headers"),
+    [
+        ({}, {"cookie": f"_cl_vid={LAPTOP}"}),  # a cookie set before the browser turned GPC on
+        ({"closedloop_visitor_id": LAPTOP}, {}),  # a hidden field the page added anyway
+    ],
+    ids=["cookie", "hidden-field"],
+)
+def test_a_form_sent_with_global_privacy_control_saves_the_lead_but_links_no_visitor(
+    collect, identify, store, fields, headers
+):
+    # Given a visitor with an anonymous history, whose browser now sends Sec-GPC: 1
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        hours_ago=5,
+        event_id="evt-gpc-0001",
+    )
+
+    # When it posts a form
+    status, _, reply = invoke(
+        identify, form_post({"email": "gpc@example.com", **fields}, **headers, **{"sec-gpc": "1"})
+    )
+
+    # Then the person's lead is saved (they gave their email), with no device and no history
+    assert status == 200
+    lead = store.get_lead(lead_id_for("gpc@example.com"))
+    assert lead is not None
+    assert store.links_of_lead(lead.lead_id) == []
+    assert lead.original_source is None and lead.first_seen_at is None
+    assert store.links_of_visitor(LAPTOP) == []
+
+
+def test_a_form_sent_with_global_privacy_control_links_where_the_site_does_not_honour_it(
+    collect, dynamodb, store, monkeypatch
+):
+    # Given a site whose snippet says data-honor-gpc="false", and so does its identify function
+    monkeypatch.setenv("HONOR_GPC", "false")
+    identify = load_function("identify")
+    visit(
+        collect,
+        LAPTOP,
+        f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc",
+        hours_ago=5,
+        event_id="evt-gpc-0001",
+    )
+
+    invoke(identify, form_post({"email": "gpc@example.com"}, cookie=f"_cl_vid={LAPTOP}", **{"sec-gpc": "1"}))
+
+    assert [link.visitor_id for link in store.links_of_lead(lead_id_for("gpc@example.com"))] == [LAPTOP]
+    assert journey(store, lead_id_for("gpc@example.com")) == ["Paid Search"]

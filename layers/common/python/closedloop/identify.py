@@ -173,12 +173,15 @@ def identify_lead(
     received_at: int,
     cookie_visitor_id: str | None = None,
     page_url: str | None = None,
+    opted_out: bool = False,
 ) -> IdentifyResult:
     """Create or update the lead of ``request.email`` and link the submitting visitor to it.
 
     The visitor is the form's (``visitor_id`` or the hidden field), else the ``_cl_vid`` cookie's
-    (``cookie_visitor_id``, as the browser sent it). The lead keeps at most ``MAX_CUSTOM_FIELDS``
-    custom fields: this submission's, then earlier ones in name order while they fit.
+    (``cookie_visitor_id``, as the browser sent it). A browser that ``opted_out`` (Global Privacy
+    Control, see :func:`closedloop.collect.opts_out`) still gives its lead, but no visitor is linked:
+    neither field nor cookie is read, so no browsing history joins the lead. The lead keeps at most
+    ``MAX_CUSTOM_FIELDS`` custom fields: this submission's, then earlier ones in name order while they fit.
 
     Raises
     ------
@@ -190,7 +193,11 @@ def identify_lead(
     """
     email = normalise_email(request.email)
     lead_id = lead_id_for(email)
-    visitor_id = request.visitor or (_cookie_visitor(cookie_visitor_id) if cookie_visitor_id else None)
+    visitor_id = (
+        None
+        if opted_out
+        else request.visitor or (_cookie_visitor(cookie_visitor_id) if cookie_visitor_id else None)
+    )
     submission_id = _submission_id(request, email, visitor_id, received_at)
     page = _split_page(request.page_url or page_url or "")
 

@@ -99,6 +99,9 @@ class IdentifySettings(ApiSettings):
     """Settings of the identify function."""
 
     max_body_bytes: Annotated[int, Field(ge=1024, le=1_048_576)] = 65_536
+    # Link no visitor to the lead of a form posted with ``Sec-GPC: 1`` (the lead is still saved), as
+    # the collect function stores none of its events: keep both in step with the snippet's data-honor-gpc.
+    honor_gpc: bool = True
 
 
 class WebhookSettings(ApiSettings):

@@ -294,14 +294,14 @@ def render_terminal(report: Report) -> str:
     rows = [[r["channel"], *(_money(r[f"pipeline_{m}"]) for m in pipeline_models)] for r in report.revenue]
     out.append(_table(["channel", *(MODEL_LABELS[m] for m in pipeline_models)], rows))
 
-    out += ["", "Funnel by channel (funnel_by_channel; leads and later credited linearly)"]
+    out += ["", "Funnel by lead source (funnel_by_channel; leads and later by lead-creation channel)"]
     rows = [
         [
             r["channel"],
             f"{r['visits']:.0f}",
-            f"{r['leads']:.1f}",
-            f"{r['opportunities']:.1f}",
-            f"{r['customers']:.1f}",
+            f"{r['leads']:.0f}",
+            f"{r['opportunities']:.0f}",
+            f"{r['customers']:.0f}",
             _pct(r["visit_to_lead"]),
             _pct(r["lead_to_opportunity"]),
             _pct(r["opportunity_to_customer"]),
@@ -547,7 +547,7 @@ def render_html(report: Report) -> str:
         fmt=_pct,
         bar=9,
         colors=("#56b4e9", "#1f4e79", "#009e73"),
-        title="Conversion rates by channel",
+        title="Conversion rates by lead source",
     )
     totals = [
         ("visits", sum(r["visits"] or 0 for r in report.funnel)),
@@ -567,9 +567,9 @@ def render_html(report: Report) -> str:
         [
             r["channel"],
             f"{r['visits']:.0f}",
-            f"{r['leads']:.1f}",
-            f"{r['opportunities']:.1f}",
-            f"{r['customers']:.1f}",
+            f"{r['leads']:.0f}",
+            f"{r['opportunities']:.0f}",
+            f"{r['customers']:.0f}",
             _pct(r["visit_to_lead"]),
             _pct(r["lead_to_opportunity"]),
             _pct(r["opportunity_to_customer"]),
@@ -687,9 +687,11 @@ credited to channels by each model.</p>
 {pipeline_table}
 </section>
 
-<section id="funnel"><h2>The funnel by channel</h2>
-<p class="explain">Named query <code>funnel_by_channel</code>: visits, then leads, opportunities and customers
-credited to channels by the linear model.</p>
+<section id="funnel"><h2>The funnel by lead source</h2>
+<p class="explain">Named query <code>funnel_by_channel</code>: visits by channel, then each lead counted
+once, under the channel that brought it in (its lead-creation touch), and followed to an opportunity
+(a deal) and to a customer (a won deal). No model credit here, so every rate is a share of the step
+before.</p>
 <div class="grid"><div>{overall}</div></div>{funnel_chart}
 {funnel_table}
 </section>
