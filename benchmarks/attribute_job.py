@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common" / "python")]
 
 from closedloop.analytics.job import JobSettings, run_attribute_job  # noqa: E402
+from closedloop.analytics.training import STATE_NAME  # noqa: E402
 from closedloop.clock import day_of  # noqa: E402
 from closedloop.crm.models import CrmName, DealLifecycle  # noqa: E402
 from closedloop.deals import DealLink, StoredDeal  # noqa: E402
@@ -187,6 +188,25 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         print(f"{n_days:>15}{changed:>15}{report.deals:>10}{elapsed:>10.2f}{report.deals / elapsed:>12.0f}")
     print("the run time follows the changed deals (and the days' touches), not the 100k-lead table.")
+
+    # The steady state: a full run has stored every journey of the period for the data-driven models,
+    # and each hourly run reads and rewrites that state (one GET, one PUT) and trains on all of it.
+    lake = Lake("bench", client=MemoryS3())  # type: ignore[arg-type]
+    all_days = sorted(set(table.touches_by_day) | set(table.leads_by_day) | set(table.deals_by_day))
+    t0 = time.perf_counter()
+    full = run_attribute_job(table, lake, days=all_days, now_ms=now, settings=JobSettings(), rebuild=True)
+    state = lake.client.objects[Lake.state_key(STATE_NAME)]  # type: ignore[attr-defined]
+    print(
+        f"\nfull run: {full.deals:,} deals, {len(all_days)} days, {time.perf_counter() - t0:.1f} s; "
+        f"training state {full.training_journeys:,} journeys, {len(state) / 1e6:.1f} MB"
+    )
+    print(f"{'days refreshed':>15}{'changed deals':>15}{'trained on':>12}{'seconds':>10}")
+    for n_days in (1, 4, 16):
+        days = sorted(days_with_deals[-n_days:])
+        changed = sum(len(table.deals_by_day[d]) for d in days)
+        t0 = time.perf_counter()
+        report = run_attribute_job(table, lake, days=days, now_ms=now, settings=JobSettings())
+        print(f"{n_days:>15}{changed:>15}{report.training_journeys:>12,}{time.perf_counter() - t0:>10.2f}")
 
 
 if __name__ == "__main__":
