@@ -3,7 +3,9 @@
 Log with keyword fields, never f-strings, and never personal data. As a second line of defence the
 logger's formatter redacts anything shaped like an email or an IPv4/IPv6 address from every line, and
 logs an HTTP API event (when an operator turns on ``POWERTOOLS_LOGGER_LOG_EVENT``) as its route only:
-bodies, headers, query strings and cookies carry form fields, URL tokens and credentials.
+bodies, headers, query strings and cookies carry form fields, URL tokens and credentials. A batch of
+records (the table's stream, the write-back queue) is logged as counts: stream images hold names,
+companies and job titles that no pattern can redact.
 
 The tracer is made on first use: Powertools' Tracer imports the X-Ray SDK and patches botocore, about
 180 ms of cold start on this machine. The collect function, the hot path whose cold start is budgeted
@@ -54,13 +56,29 @@ def _event_summary(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _is_record_batch(message: object) -> bool:
+    return isinstance(message, dict) and isinstance(message.get("Records"), list)
+
+
+def _batch_summary(event: dict[str, Any]) -> dict[str, Any]:
+    """What a stream or queue batch may show in a log: how many records of which kind, never their data."""
+    kinds: dict[str, int] = {}
+    for record in event["Records"]:
+        if isinstance(record, dict):
+            kind = f"{record.get('eventSource', '?')}:{record.get('eventName', 'message')}"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return {"event": "summarised", "records": len(event["Records"]), "kinds": kinds}
+
+
 class RedactingFormatter(LambdaPowertoolsFormatter):
-    """Powertools' JSON lines, with emails and IP addresses replaced by ``[redacted]``, and an HTTP API
-    event (``POWERTOOLS_LOGGER_LOG_EVENT=true``) logged as its route only."""
+    """Powertools' JSON lines, with emails and IP addresses replaced by ``[redacted]``, and an incoming
+    event (``POWERTOOLS_LOGGER_LOG_EVENT=true``) logged as its route (HTTP) or its record counts."""
 
     def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
         if _is_http_event(log.get("message")):
             log = {**log, "message": _event_summary(log["message"])}
+        elif _is_record_batch(log.get("message")):
+            log = {**log, "message": _batch_summary(log["message"])}
         return _PERSONAL.sub("[redacted]", super().serialize(log))
 
 
