@@ -69,7 +69,7 @@ def test_the_demo_plays_the_whole_loop_through_the_endpoints(demo_out, report):
     for section in (
         "Revenue by channel under every model",
         "Open pipeline by channel under every model",
-        "Funnel by channel",
+        "Funnel by lead source",
         "Top campaigns",
         "Return on ad spend",
         "Ground truth",
