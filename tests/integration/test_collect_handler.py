@@ -407,3 +407,99 @@ def test_health_and_openapi(collect):
     collect_op = document["paths"]["/collect"]["post"]
     assert "requestBody" in collect_op
     assert {"/t.js", "/collect", "/collect.gif", "/health"} <= set(document["paths"])
+
+
+# -- a landing page whose beacon arrives after the next page's -------------------------------------
+
+LANDING_URL = f"{SITE_ORIGIN}/?utm_source=newsletter&utm_medium=email"
+LANDED_AT = NOW - 10 * MINUTE
+
+
+def landing_and_page_2() -> tuple[dict, dict]:
+    landing = page_view("evt-00000001", LANDING_URL, ts=LANDED_AT)
+    page_2 = page_view("evt-00000002", f"{SITE_ORIGIN}/pricing", ts=LANDED_AT + 15_000, referrer=LANDING_URL)
+    return landing, page_2
+
+
+def day_of(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+
+
+@pytest.mark.parametrize("page_2_first", [False, True], ids=["in-order", "page-2-first"])
+def test_a_tagged_landing_is_the_sessions_one_touch_whichever_beacon_arrives_first(
+    collect, store, page_2_first
+):
+    # Given a newsletter landing and the page after it, whose beacon may reach the server first
+    landing, page_2 = landing_and_page_2()
+    beacons = [page_2, landing] if page_2_first else [landing, page_2]
+
+    # When both beacons arrive
+    for beacon in beacons:
+        status, _, reply = invoke(collect, api_event("POST", "/collect", body=beacon))
+        assert (status, reply["accepted"]) == (200, 1)
+
+    # Then the visitor has exactly one touch: Email/newsletter, dated at the landing
+    [touch] = store.touches_of_visitor(VISITOR)
+    assert (touch.touch_id, touch.channel, touch.source, touch.medium) == (
+        "evt-00000001",
+        "Email",
+        "newsletter",
+        "email",
+    )
+    assert touch.occurred_at == LANDED_AT
+    # and the daily export sees that one touch only
+    days = {day_of(LANDED_AT), day_of(LANDED_AT + 15_000)}
+    assert [t.touch_id for day in sorted(days) for t in store.touches_on_day(day)] == ["evt-00000001"]
+    state = store.get_visitor_state(VISITOR)
+    assert state is not None
+    assert (state.session_id, state.session_started_at, state.sessions, state.events) == (
+        "evt-00000001",
+        LANDED_AT,
+        1,
+        2,
+    )
+
+
+def test_replaying_either_beacon_of_a_late_landing_changes_nothing(collect, store, dynamodb):
+    # Given page 2's beacon, then the late landing's, were stored
+    landing, page_2 = landing_and_page_2()
+    for beacon in (page_2, landing):
+        invoke(collect, api_event("POST", "/collect", body=beacon))
+    stored = sorted(dynamodb.scan(TableName=TABLE_NAME)["Items"], key=lambda item: item["sk"]["S"])
+
+    # When either beacon is sent again
+    for beacon in (landing, page_2):
+        status, _, reply = invoke(collect, api_event("POST", "/collect", body=beacon))
+        assert (status, reply) == (200, {"accepted": 0, "duplicates": 1, "dropped": 0})
+
+    # Then the table is byte for byte as it was: still one touch
+    assert sorted(dynamodb.scan(TableName=TABLE_NAME)["Items"], key=lambda item: item["sk"]["S"]) == stored
+    assert [t.touch_id for t in store.touches_of_visitor(VISITOR)] == ["evt-00000001"]
+
+
+def test_a_landing_a_day_late_has_the_attribute_job_refresh_the_day_of_the_touch_it_replaced(store):
+    from closedloop.collect import record_events
+    from closedloop.models.collect import CollectEvent
+    from tests.support import BROWSER_UA
+
+    # Given a landing seconds before midnight, and page 2 (stored first, as Direct) just after it
+    midnight = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    landing = page_view("evt-00000001", LANDING_URL, ts=midnight - 10_000)
+    page_2 = page_view("evt-00000002", f"{SITE_ORIGIN}/pricing", ts=midnight + 5_000, referrer=LANDING_URL)
+    record_events(
+        [CollectEvent.model_validate(page_2)],
+        store=store,
+        received_at=midnight + 6_000,
+        user_agent=BROWSER_UA,
+    )
+
+    # When the landing's beacon arrives the day after
+    received_at = midnight + 86_400_000 + 9 * 3_600_000
+    record_events(
+        [CollectEvent.model_validate(landing)], store=store, received_at=received_at, user_agent=BROWSER_UA
+    )
+
+    # Then the run for the arrival day refreshes the landing's day and the day the Direct touch was on
+    assert store.late_touch_days("2026-01-02") == ["2025-12-31", "2026-01-01"]
+    assert [t.touch_id for t in store.touches_on_day("2025-12-31")] == ["evt-00000001"]
+    assert list(store.touches_on_day("2026-01-01")) == []

@@ -3,7 +3,8 @@
 The order matters for the "never a partial write" promise: every event of a request is checked
 (shape, URL) before the first write, so a bad event in a batch rejects the batch whole. Each event is
 then one DynamoDB transaction (event + visitor state + touch), keyed by its event id, so a retried
-request stores nothing twice.
+request stores nothing twice. A late landing page that becomes its session's start writes its touch
+and retires the direct touch it supersedes in that same transaction.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ class EventStore(Protocol):
     def get_visitor_state(self, visitor_id: str) -> VisitorState | None: ...
 
     def record_event(
-        self, event: PageView, state: VisitorState, *, previous_version: int | None, touch: Touch | None
+        self,
+        event: PageView,
+        state: VisitorState,
+        *,
+        previous_version: int | None,
+        touch: Touch | None,
+        supersedes: tuple[str, int] | None = None,
     ) -> WriteOutcome: ...
 
 
@@ -62,7 +69,7 @@ def _prepare(
     return prepared
 
 
-def _page_view(item: _Prepared, state: VisitorState, received_at: int, expires_at: int | None) -> PageView:
+def _page_view(item: _Prepared, session_id: str, received_at: int, expires_at: int | None) -> PageView:
     parts = urlsplit(item.event.url)
     return PageView(
         visitor_id=item.event.visitor_id,
@@ -70,7 +77,7 @@ def _page_view(item: _Prepared, state: VisitorState, received_at: int, expires_a
         type=item.event.type,
         occurred_at=item.occurred_at,
         received_at=received_at,
-        session_id=state.session_id,
+        session_id=session_id,
         client_session_id=item.event.session_id,
         page_host=(parts.hostname or "").lower(),
         page_path=parts.path or "/",
@@ -162,10 +169,11 @@ def record_events(
                     client_session_id=item.event.session_id,
                 )
                 outcome = store.record_event(
-                    _page_view(item, step.state, received_at, expires_at),
+                    _page_view(item, step.session_id, received_at, expires_at),
                     step.state,
                     previous_version=None if state is None else state.version,
                     touch=_touch(item, expires_at) if step.starts_session else None,
+                    supersedes=step.supersedes,
                 )
                 if outcome is WriteOutcome.CONFLICT:
                     state = store.get_visitor_state(visitor_id)

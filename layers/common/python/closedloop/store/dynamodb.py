@@ -158,12 +158,16 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
         *,
         previous_version: int | None,
         touch: Touch | None,
+        supersedes: tuple[str, int] | None = None,
     ) -> WriteOutcome:
         """Store one event, the visitor's new state and the touch it started, all or nothing.
 
         The event's key is its id, so a retried request finds it stored and changes nothing
         (``DUPLICATE``). The state is written only over the version it was computed from
         (``CONFLICT`` otherwise), so two concurrent requests of one visitor cannot lose a session.
+        ``supersedes`` (touch id, time) is a direct touch that ``touch`` replaces as its session's
+        start (a late landing page): it is overwritten by a marker that no reader counts as a touch.
+        A Put, not a Delete: collect is granted ``PutItem`` only, and no function ``DeleteItem``.
         """
         pk = f"V#{event.visitor_id}"
         new_state = state.model_copy(update={"version": (previous_version or 0) + 1})
@@ -194,8 +198,11 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
                 }
             },
         ]
+        received_day = iso_ms(event.received_at)[:10]
+        touch_days: set[str] = set()
         if touch is not None:
             at = iso_ms(touch.occurred_at)
+            touch_days.add(at[:10])
             operations.append(
                 {
                     "Put": {
@@ -213,18 +220,41 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
                     }
                 }
             )
-            received_day = iso_ms(event.received_at)[:10]
-            if at[:10] != received_day:
-                # A touch dated on another day than it arrived (a late beacon): the attribute job's run
-                # for the arrival day must also refresh the touch's day.
-                operations.append(
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": self._item({"pk": f"LATE#{received_day}", "sk": f"TD#{at[:10]}"}),
-                        }
+        if touch is not None and supersedes is not None:
+            superseded_id, superseded_at = supersedes
+            old_at = iso_ms(superseded_at)
+            touch_days.add(old_at[:10])
+            operations.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        # Same key, no by-day index keys: the touch leaves its day and the visitor's
+                        # journey; the time stays for erasure, which matches visit items by it.
+                        "Item": self._item(
+                            {
+                                "pk": pk,
+                                "sk": f"T#{old_at}#{superseded_id}",
+                                "visitor_id": event.visitor_id,
+                                "touch_id": superseded_id,
+                                "occurred_at": superseded_at,
+                                "superseded_by": touch.touch_id,
+                                "expires_at": touch.expires_at,
+                            }
+                        ),
                     }
-                )
+                }
+            )
+        # A touch written or retired on another day than it arrived (a late beacon): the attribute job's
+        # run for the arrival day must also refresh that day.
+        operations += [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": self._item({"pk": f"LATE#{received_day}", "sk": f"TD#{day}"}),
+                }
+            }
+            for day in sorted(touch_days - {received_day})
+        ]
         reasons = self._transact(operations)
         if not reasons:
             return WriteOutcome.STORED
@@ -237,9 +267,12 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
         return sorted(events, key=lambda e: (e.occurred_at, e.event_id))
 
     def touches_of_visitor(self, visitor_id: str) -> list[Touch]:
-        """The visitor's touches in time order: one Query, the sort key is the time."""
+        """The visitor's touches in time order: one Query, the sort key is the time.
+
+        A touch superseded by a late landing page (``superseded_by``) is no longer one.
+        """
         items = self._query_prefix(f"V#{visitor_id}", "T#")
-        return [Touch.model_validate(item) for item in items]
+        return [Touch.model_validate(item) for item in items if "superseded_by" not in item]
 
     def touches_on_day(self, day: str) -> Iterator[Touch]:
         """Every touch of one UTC day (``yyyy-mm-dd``) in time order: one Query on the by-day index."""
