@@ -95,11 +95,14 @@ def post_webhook(crm: str):  # no return annotation: Salesforce's answer is XML
         duplicates=result.duplicates,
         applied=result.applied,
         offline_leads=result.offline_leads,
+        contacts_dropped=result.contacts_dropped,
     )
     _count_by_crm("WebhooksAccepted", 1, crm=name)
     _count_by_crm("DealEventsStored", result.received - result.duplicates, crm=name)
     _count_by_crm("DealEventsDuplicated", result.duplicates, crm=name)
     _count_by_crm("OfflineLeadsCreated", result.offline_leads, crm=name)
+    if result.contacts_dropped:
+        _count_by_crm("DealContactsDropped", result.contacts_dropped, crm=name)
     if name == CrmName.SALESFORCE:
         return Response(200, SOAP_XML, salesforce_ack())
     return Response(

@@ -892,3 +892,112 @@ def test_a_deal_contact_who_later_fills_a_form_gets_the_deal_and_their_journey(c
     lead = store.get_lead(lead_id)
     assert lead is not None and lead.submissions == 1
     assert lead.original_source is not None and lead.original_source.channel == "Paid Search"
+
+
+# -- contacts: one transaction per event, a bounded list per deal ----------------------------------
+
+
+def contacts(first: int, count: int) -> list[str]:
+    return [f"buyer{n:03d}@example.com" for n in range(first, first + count)]
+
+
+def test_an_event_naming_more_contacts_than_its_transaction_holds_keeps_its_first_49(crm_webhook, store):
+    # Given a batch whose second event names 50 contacts: with a link and a lead each, they and the
+    # event and the state would be 102 items, over DynamoDB's 100 per transaction
+    fine = generic_event("evt_ok", status="won")
+    crowded = generic_event("evt_crowded", deal_id="D-2", email=None, contact_emails=contacts(0, 50))
+
+    status, _, reply = send_generic(crm_webhook, fine, crowded)
+
+    # Then both deals are stored (a refused delivery would be lost: HubSpot never retries a 4xx),
+    # the crowded one with its first 49 contacts, the 50th counted as dropped
+    assert status == 200, reply
+    deal = store.get_deal("generic", "D-2")
+    assert deal is not None and deal.contact_emails == tuple(contacts(0, 49))
+    assert store.get_deal("generic", "D-1042") is not None
+
+
+def test_an_event_with_49_new_contacts_stores_their_leads_and_links_in_its_one_transaction(
+    crm_webhook, store, dynamodb, monkeypatch
+):
+    # Given a deal event naming 49 contacts who never filled a form
+    emails = contacts(0, 49)
+    real = crm_webhook.store.client.transact_write_items
+    transactions: list[int] = []
+
+    def counted(**kwargs: Any) -> Any:
+        transactions.append(len(kwargs["TransactItems"]))
+        return real(**kwargs)
+
+    monkeypatch.setattr(crm_webhook.store.client, "transact_write_items", counted)
+
+    # When it is delivered
+    status, _, _ = send_generic(crm_webhook, generic_event(email=None, contact_emails=emails))
+
+    # Then one transaction of 100 items wrote the event, the state, 49 links and 49 offline leads
+    assert status == 200
+    assert transactions == [100]
+    for email in emails:
+        lead = store.get_lead(lead_id_for(email))
+        assert lead is not None and lead.email == email
+        assert [link.deal_id for link in store.deals_of_lead(lead_id_for(email))] == ["D-1042"]
+    assert len(table_items(dynamodb)) == 100
+
+
+def test_a_contact_who_filled_a_form_keeps_their_profile_and_only_new_contacts_become_offline_leads(
+    store,
+):
+    # Given Ada filled a form (her lead has a submission), Grace never did
+    identify = load_function("identify")
+    assert invoke(identify, api_event("POST", "/identify", body={"email": ADA, "company": "Acme"}))[0] == 200
+    ada_before = store.get_lead(lead_id_for(ADA))
+    event = DealEvent(
+        crm=CrmName.GENERIC,
+        event_id="e1",
+        deal_id="D-9",
+        lifecycle=DealLifecycle.OPEN,
+        occurred_at=1_000,
+        version=1,
+        contact_emails=(ADA, GRACE),
+    )
+
+    # When a deal names them both
+    recorded = record_deal_event(event, store=store, received_at=5_000)
+
+    # Then the deal is stored, Ada's profile is untouched, and only Grace's lead is created
+    assert (recorded.applied, recorded.offline_leads) == (True, 1)
+    assert store.get_lead(lead_id_for(ADA)) == ada_before
+    grace = store.get_lead(lead_id_for(GRACE))
+    assert grace is not None and (grace.email, grace.submissions, grace.created_at) == (GRACE, 0, 5_000)
+    deal = store.get_deal("generic", "D-9")
+    assert deal is not None and deal.lead_ids == (lead_id_for(ADA), lead_id_for(GRACE))
+
+
+def test_a_deal_keeps_its_first_contact_and_the_latest_ones_up_to_100(store):
+    # Given three events of one deal naming 145 contacts in all, the last naming two early ones again
+    names = contacts(0, 145)
+    batches = [names[:49], names[49:98], [names[0], names[10], *names[98:]]]
+
+    # When they are recorded in order
+    for version, batch in enumerate(batches, start=1):
+        event = DealEvent(
+            crm=CrmName.GENERIC,
+            event_id=f"e{version}",
+            deal_id="D-crowded",
+            lifecycle=DealLifecycle.OPEN,
+            occurred_at=version * 1_000,
+            version=version,
+            contact_emails=tuple(batch),
+        )
+        assert record_deal_event(event, store=store, received_at=version * 10_000).applied
+
+    # Then the deal keeps 100, in their order: its first contact, the last event's, then the most
+    # recent others (the oldest dropped)
+    deal = store.get_deal("generic", "D-crowded")
+    assert deal is not None
+    kept = [names[0], names[10], *names[47:]]
+    assert deal.contact_emails == tuple(kept)
+    assert deal.lead_ids == tuple(lead_id_for(email) for email in kept)
+    # And a dropped contact's lead still links to the deal (erasure finds it through the link)
+    assert [link.deal_id for link in store.deals_of_lead(lead_id_for(names[1]))] == ["D-crowded"]
+    assert store.get_lead(lead_id_for(names[1])) is not None

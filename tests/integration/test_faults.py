@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from closedloop.crm import sign_generic
+from closedloop.identity import lead_id_for
 from closedloop.lake import LakeUnavailableError
 from tests.conftest import SITE_ORIGIN, TABLE_NAME
 from tests.integration.test_attribute_job import (
@@ -155,6 +156,96 @@ def test_a_webhook_delivered_five_times_during_an_outage_counts_once(loop, dynam
         i for i in table_items(dynamodb) if i["pk"]["S"] == "D#generic#F-1" and i["sk"]["S"].startswith("EV#")
     ]
     assert len(events) == 1
+
+
+def fail_nth_call(method: Any, n: int, fault: Any) -> Any:
+    """``method`` (a client's operation) with only its ``n``-th call (from 1) failing as ``fault``."""
+    calls = {"count": 0}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        calls["count"] += 1
+        if calls["count"] == n:
+            return fault(*args, **kwargs)
+        return method(*args, **kwargs)
+
+    return call
+
+
+# One delivery, two deals, each with a contact who never filled a form (an offline lead to create).
+CONTACTS = {"F-1": "fay@example.com", "F-2": "gus@example.com"}
+
+
+def two_deals_body() -> dict[str, Any]:
+    events = [
+        {
+            "event_id": f"deal-{deal_id}",
+            "deal_id": deal_id,
+            "contact_email": email,
+            "status": "open",
+            "amount": "900",
+            "currency": "USD",
+            "occurred_at": "2026-11-20T10:00:00Z",
+        }
+        for deal_id, email in CONTACTS.items()
+    ]
+    body = json.dumps({"events": events}).encode()
+    return {
+        "body": body,
+        "content_type": "application/json",
+        "headers": {"x-closedloop-signature": sign_generic(SIGNING_SECRET, body, int(time.time()))},
+    }
+
+
+def deal_items(items: list[Any], deal_id: str) -> list[tuple[str, str]]:
+    """The keys of one deal's items: its state, its events, its contact's profile and deal link."""
+    lead = f"L#{lead_id_for(CONTACTS[deal_id])}"
+    return [(i["pk"]["S"], i["sk"]["S"]) for i in items if i["pk"]["S"] in (f"D#generic#{deal_id}", lead)]
+
+
+@pytest.mark.parametrize("failing", [1, 2], ids=["first-deal-fails", "second-deal-fails"])
+def test_a_failed_deal_write_leaves_no_offline_lead_and_the_retry_stores_each_once(
+    loop: dict[str, ModuleType],  # noqa: F811
+    dynamodb: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    failing: int,
+) -> None:
+    module = loop["crm_webhook"]
+    request = two_deals_body()  # the CRM resends the same body
+
+    # When DynamoDB throttles the transaction of one deal of the delivery, and only that one
+    with monkeypatch.context() as patch:
+        real = module.store.client.transact_write_items
+        flaky = fail_nth_call(real, failing, throttled("TransactWriteItems"))
+        patch.setattr(module.store.client, "transact_write_items", flaky)
+        status, _, reply = invoke(module, api_event("POST", "/webhooks/generic", **request))
+
+    # Then the CRM is told to retry; the deal before it is stored whole, and of the failed deal (and
+    # the one after it) nothing is stored: not even its contact's lead, with their e-mail
+    assert (status, reply["error"]["code"]) == (503, "dependency_unavailable")
+    interrupted = table_items(dynamodb)
+    for index, deal_id in enumerate(CONTACTS, start=1):
+        lead = f"L#{lead_id_for(CONTACTS[deal_id])}"
+        expected = [] if index >= failing else [(lead, "DEAL#generic#" + deal_id), (lead, "PROFILE")]
+        assert [key for key in deal_items(interrupted, deal_id) if key[0] == lead] == expected
+
+    # When the CRM retries, twice (it does not know the first retry got through)
+    first = invoke(module, api_event("POST", "/webhooks/generic", **request))
+    stored = table_items(dynamodb)
+    second = invoke(module, api_event("POST", "/webhooks/generic", **request))
+
+    # Then each deal is stored exactly once: its state, its event, its contact's lead and link
+    assert (first[0], first[2]) == (200, {"received": 2, "duplicates": failing - 1})
+    assert (second[0], second[2]) == (200, {"received": 2, "duplicates": 2})
+    assert table_items(dynamodb) == stored
+    for deal_id, email in CONTACTS.items():
+        lead = f"L#{lead_id_for(email)}"
+        assert sorted(deal_items(stored, deal_id)) == [
+            (f"D#generic#{deal_id}", f"EV#deal-{deal_id}"),
+            (f"D#generic#{deal_id}", "STATE"),
+            (lead, f"DEAL#generic#{deal_id}"),
+            (lead, "PROFILE"),
+        ]
+    assert loop["crm_webhook"].store.get_lead(lead_id_for(CONTACTS["F-2"])).email == CONTACTS["F-2"]
 
 
 # -- the attribute job and S3 ---------------------------------------------------------------------------

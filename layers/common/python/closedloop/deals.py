@@ -5,23 +5,32 @@ calls :func:`record_delivery`. Every write is idempotent, so a CRM may redeliver
 
 1. Each contact e-mail becomes a lead id (:func:`closedloop.identity.lead_id_for`, the same id the
    identify function gives a form submission of that address). A contact with no lead yet gets an
-   *offline lead*: a profile with no visitors, created before the deal is written (a conditional put,
-   so a retry changes nothing). When that person later fills a form, identify completes that profile
-   and links their visitor, and the deal reaches their journey through the lead.
+   *offline lead*: a profile with no visitors. When that person later fills a form, identify completes
+   that profile and links their visitor, and the deal reaches their journey through the lead.
 2. One transaction per event stores the event in the deal's history (once per event id), the deal's
-   new state (only over the revision it was computed from) and the links of new leads to the deal.
-   An event older than the state is kept in the history but does not move the state.
+   new state (only over the revision it was computed from), the links of new leads to the deal and
+   the offline leads (each only if no profile exists). So a failed write leaves no e-mail behind, and
+   a retry finds the event and changes nothing. An event older than the state is kept in the history
+   but does not move the state, and creates no lead: nothing would link it to the deal.
+
+A transaction holds at most 100 items: the history, the state, and per contact new to the deal a link
+and maybe a lead. So an event keeps at most :data:`MAX_EVENT_CONTACTS` contacts, its first ones (the
+CRM's primary contact first), and the others are counted as dropped: refusing the delivery would lose
+the deal for good (HubSpot never retries a 4xx), and splitting it over several transactions would
+bring back the partial write. A stored deal keeps at most
+:data:`MAX_DEAL_CONTACTS` contacts (its first, this event's, then the most recent), so its item stays
+far below DynamoDB's 400 KB; the links of the contacts it drops stay, so erasure still finds the deal.
 
 The whole delivery is parsed, and each of its events validated, before the first write: a bad event
 refuses the delivery (400) with nothing stored. The answer to the CRM goes out only after
 :func:`record_delivery` returns: every event is stored. A failure in between (503) may leave the
-earlier events and offline leads stored; the CRM's retry finds them and changes nothing.
+earlier events stored, each whole with its leads; the CRM's retry finds them and changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Protocol
 
@@ -42,6 +51,7 @@ from closedloop.errors import DependencyError, InvalidInputError, StoreUnavailab
 from closedloop.identity import lead_id_for, normalise_email
 from closedloop.models.leads import Lead
 from closedloop.observability import logger
+from closedloop.store.deals import DealWrite
 from closedloop.store.dynamodb import WriteOutcome
 
 if TYPE_CHECKING:
@@ -49,6 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_CONFLICTS",
+    "MAX_DEAL_CONTACTS",
+    "MAX_EVENT_CONTACTS",
     "DealLink",
     "DealStore",
     "DeliveryResult",
@@ -65,6 +77,12 @@ __all__ = [
 
 # Re-reads of a deal whose state another delivery changed between our read and our write.
 MAX_CONFLICTS = 5
+# Contacts one event may name: its transaction (at most 100 items) holds the history and the state,
+# and for each contact new to the deal a link and possibly an offline lead: (100 - 2) // 2.
+MAX_EVENT_CONTACTS = 49
+# Contacts (e-mails, and leads) a stored deal keeps: 100 addresses of 320 characters are 32 KB of
+# DynamoDB's 400 KB per item. At least MAX_EVENT_CONTACTS + 1, so an event's contacts always fit.
+MAX_DEAL_CONTACTS = 100
 
 
 class StoredDeal(DealState):
@@ -95,7 +113,6 @@ class DealStore(Protocol):
     """What recording a deal event needs from the store (:class:`~closedloop.store.DynamoStore`)."""
 
     def get_deal(self, crm: CrmName | str, deal_id: str) -> StoredDeal | None: ...
-    def put_lead_if_absent(self, lead: Lead) -> bool: ...
     def record_deal_event(
         self,
         event: DealEvent,
@@ -103,7 +120,8 @@ class DealStore(Protocol):
         state: StoredDeal | None,
         previous: StoredDeal | None,
         received_at: int,
-    ) -> WriteOutcome: ...
+        leads: Sequence[Lead] = (),
+    ) -> DealWrite: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +141,7 @@ class DeliveryResult:
     duplicates: int = 0
     applied: int = 0
     offline_leads: int = 0
+    contacts_dropped: int = 0
 
 
 def contact_leads(emails: Iterable[str]) -> dict[str, str]:
@@ -153,18 +172,44 @@ def contact_leads(emails: Iterable[str]) -> dict[str, str]:
     return leads
 
 
+def _within_transaction(event: DealEvent) -> tuple[DealEvent, int]:
+    """The event with at most :data:`MAX_EVENT_CONTACTS` contacts (its first), and how many it dropped."""
+    dropped = len(event.contact_emails) - MAX_EVENT_CONTACTS
+    if dropped <= 0:
+        return event, 0
+    return event.model_copy(update={"contact_emails": event.contact_emails[:MAX_EVENT_CONTACTS]}), dropped
+
+
+def _latest(values: Sequence[str], current: Collection[str]) -> tuple[str, ...]:
+    """At most MAX_DEAL_CONTACTS of ``values``, in their order: the first (the deal's primary contact:
+    the deals dataset and the CRM write-back read it), all of ``current`` (this event's), then the
+    most recently added others."""
+    excess = len(values) - MAX_DEAL_CONTACTS
+    kept = list(values[:1])
+    for value in values[1:]:
+        if excess > 0 and value not in current:
+            excess -= 1
+            continue
+        kept.append(value)
+    return tuple(kept)
+
+
 def _stored_state(
-    state: DealState, previous: StoredDeal | None, leads: Sequence[str], received_at: int
+    state: DealState, previous: StoredDeal | None, event: DealEvent, leads: Sequence[str], received_at: int
 ) -> StoredDeal:
     lead_ids = tuple(dict.fromkeys((*(previous.lead_ids if previous else ()), *leads)))
     fields = {name: getattr(state, name) for name in DealState.model_fields}
+    fields["contact_emails"] = _latest(state.contact_emails, set(event.contact_emails))
     return StoredDeal(
-        **fields, lead_ids=lead_ids, revision=previous.revision if previous else 0, changed_at=received_at
+        **fields,
+        lead_ids=_latest(lead_ids, set(leads)),
+        revision=previous.revision if previous else 0,
+        changed_at=received_at,
     )
 
 
 def record_deal_event(event: DealEvent, *, store: DealStore, received_at: int) -> RecordedEvent:
-    """Store one deal event: its contacts' offline leads, then its history, the state and the links.
+    """Store one deal event in one transaction: its history, the state, the links and offline leads.
 
     Parameters
     ----------
@@ -184,32 +229,38 @@ def record_deal_event(event: DealEvent, *, store: DealStore, received_at: int) -
     Raises
     ------
     StoreUnavailableError
-        DynamoDB failed, or the deal kept changing under concurrent deliveries; what was written is
-        complete on its own (offline leads), so the CRM's retry is safe.
+        DynamoDB failed, or the deal kept changing under concurrent deliveries; nothing of this event
+        was written, so the CRM's retry is safe.
     """
+    event, _ = _within_transaction(event)
     leads = contact_leads(event.contact_emails)
     previous = store.get_deal(event.crm, event.deal_id)
-    # A lead already on the stored deal had its profile created before that state was written.
-    known = set(previous.lead_ids) if previous is not None else set()
-    created = 0
-    for lead_id, email in leads.items():
-        if lead_id not in known:
-            lead = Lead(
-                lead_id=lead_id, email=email, created_at=received_at, updated_at=received_at, version=1
-            )
-            created += store.put_lead_if_absent(lead)
-
     for attempt in range(MAX_CONFLICTS):
         if attempt:
             previous = store.get_deal(event.crm, event.deal_id)
         state = next_deal_state(previous, event)
-        # Contacts accumulate on the state (next_deal_state merges them), and so do their leads.
-        stored = None if state is None else _stored_state(state, previous, list(leads), received_at)
-        outcome = store.record_deal_event(event, state=stored, previous=previous, received_at=received_at)
-        if outcome is WriteOutcome.STORED:
-            return RecordedEvent(duplicate=False, applied=stored is not None, offline_leads=created)
-        if outcome is WriteOutcome.DUPLICATE:
-            return RecordedEvent(duplicate=True, applied=False, offline_leads=created)
+        offline: list[Lead] = []
+        stored = None
+        if state is not None:
+            # Contacts accumulate on the state (next_deal_state merges them), and so do their leads.
+            stored = _stored_state(state, previous, event, list(leads), received_at)
+            # A lead already on the stored deal had its profile written with that state. The others
+            # are offered to the store, which creates only those without a profile.
+            known = set(previous.lead_ids) if previous is not None else set()
+            offline = [
+                Lead(lead_id=lead_id, email=email, created_at=received_at, updated_at=received_at, version=1)
+                for lead_id, email in leads.items()
+                if lead_id not in known
+            ]
+        written = store.record_deal_event(
+            event, state=stored, previous=previous, received_at=received_at, leads=offline
+        )
+        if written.outcome is WriteOutcome.STORED:
+            return RecordedEvent(
+                duplicate=False, applied=stored is not None, offline_leads=written.leads_created
+            )
+        if written.outcome is WriteOutcome.DUPLICATE:
+            return RecordedEvent(duplicate=True, applied=False, offline_leads=0)
     raise StoreUnavailableError("the deal kept changing under concurrent deliveries")
 
 
@@ -238,13 +289,21 @@ def record_delivery(events: Sequence[DealEvent], *, store: DealStore, received_a
         As :func:`record_deal_event`; the events before the failing one are stored, and the CRM's
         retry finds them as duplicates.
     """
-    duplicates = applied = offline = 0
-    for event in events:
+    duplicates = applied = offline = dropped = 0
+    for original in events:
+        event, over = _within_transaction(original)
+        dropped += over
         recorded = record_deal_event(event, store=store, received_at=received_at)
         duplicates += recorded.duplicate
         applied += recorded.applied
         offline += recorded.offline_leads
-    return DeliveryResult(received=len(events), duplicates=duplicates, applied=applied, offline_leads=offline)
+    return DeliveryResult(
+        received=len(events),
+        duplicates=duplicates,
+        applied=applied,
+        offline_leads=offline,
+        contacts_dropped=dropped,
+    )
 
 
 # -- the webhook secret ----------------------------------------------------------------------------------

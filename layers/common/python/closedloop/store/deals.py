@@ -9,14 +9,17 @@ Mixed into :class:`closedloop.store.dynamodb.DynamoStore`; keys in :mod:`closedl
 - ``D#<crm>#<deal_id>`` / ``STATE``: the deal's :class:`StoredDeal`, indexed by the day it last changed
   (``DC#<yyyy-mm-dd>`` / ``<iso>#<crm>#<deal_id>``) for the attribution job;
 - ``D#<crm>#<deal_id>`` / ``EV#<event_id>``: every event ever received, once (the CRM's event id);
-- ``L#<lead_id>`` / ``DEAL#<crm>#<deal_id>``: the lead of one of the deal's contacts.
+- ``L#<lead_id>`` / ``DEAL#<crm>#<deal_id>``: the lead of one of the deal's contacts;
+- ``L#<lead_id>`` / ``PROFILE``: the offline lead of a contact who never filled a form, written in the
+  same transaction as the event that names them (never on its own).
 
 Amounts are DynamoDB numbers read back as exact ``Decimal`` s (never through a float).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -34,9 +37,9 @@ if TYPE_CHECKING:
     from closedloop.deals import DealLink, StoredDeal
     from closedloop.store.dynamodb import WriteOutcome
 
-__all__ = ["DealStoreMixin"]
+__all__ = ["DealStoreMixin", "DealWrite"]
 
-# DynamoDB's limit of items in one transaction; two are the event and the state.
+# DynamoDB's limit of items in one transaction (TransactWriteItems).
 _TRANSACTION_LIMIT = 100
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk"})
 
@@ -56,6 +59,14 @@ def _attributes(model: BaseModel, amount: object = None) -> dict[str, Any]:
 
 def _fields_of(model: type[BaseModel], item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k in model.model_fields}
+
+
+@dataclass(frozen=True, slots=True)
+class DealWrite:
+    """What :meth:`DealStoreMixin.record_deal_event` did, and how many offline leads it created."""
+
+    outcome: WriteOutcome
+    leads_created: int = 0
 
 
 class DealStoreMixin:
@@ -189,50 +200,15 @@ class DealStoreMixin:
 
     # -- writing ---------------------------------------------------------------------------------------
 
-    def put_lead_if_absent(self, lead: Lead) -> bool:
-        """Create the lead's profile unless one exists (a conditional put: a retry changes nothing).
-
-        Used for the "offline leads" of CRM contacts who never filled a form: when they do, the
-        identify function finds this profile under the same id and completes it.
-
-        Parameters
-        ----------
-        lead
-            The profile to create; its ``version`` is stored as is.
-
-        Returns
-        -------
-        bool
-            ``True`` when it was created, ``False`` when the lead existed already.
-
-        Raises
-        ------
-        StoreUnavailableError
-            DynamoDB failed.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def _lead_item(self, lead: Lead) -> dict[str, Any]:
         at = iso_ms(lead.updated_at)
-        item = {
+        return {
             "pk": f"L#{lead.lead_id}",
             "sk": "PROFILE",
             "gsi1pk": f"LD#{at[:10]}",
             "gsi1sk": f"{at}#{lead.lead_id}",
             **lead.model_dump(),
         }
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=self._item(item),
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise StoreUnavailableError("DynamoDB write failed") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
-        return True
 
     def _link_item(self, lead_id: str, state: StoredDeal) -> dict[str, Any]:
         from closedloop.deals import DealLink
@@ -251,8 +227,10 @@ class DealStoreMixin:
         state: StoredDeal | None,
         previous: StoredDeal | None,
         received_at: int,
-    ) -> WriteOutcome:
-        """Store one deal event, the deal's new state and its new lead links, all or nothing.
+        leads: Sequence[Lead] = (),
+    ) -> DealWrite:
+        """Store one deal event, the deal's new state, its new lead links and offline leads, all or
+        nothing (one transaction).
 
         Parameters
         ----------
@@ -266,17 +244,23 @@ class DealStoreMixin:
             The write succeeds only if the stored state is still at that revision.
         received_at
             Server time the delivery arrived, ms (kept with the event).
+        leads
+            Profiles for the contacts new to the deal; each is created only if the lead has none (a
+            contact who filled a form keeps theirs). Their ``version`` is stored as is.
 
         Returns
         -------
-        WriteOutcome
-            ``STORED``; ``DUPLICATE`` when this event id is stored already (a CRM retry: nothing
-            changed); ``CONFLICT`` when the state changed since it was read (read again and retry).
+        DealWrite
+            ``STORED`` (with the number of leads created); ``DUPLICATE`` when this event id is stored
+            already (a CRM retry: nothing changed); ``CONFLICT`` when the state changed since it was
+            read, or a lead was being written at the same time (read again and retry).
 
         Raises
         ------
         StoreUnavailableError
             DynamoDB refused or failed the write; nothing of it was stored, so retrying is safe.
+        ValueError
+            More items than one transaction holds (callers bound the contacts per event).
         """
         from closedloop.store.dynamodb import WriteOutcome
 
@@ -292,7 +276,6 @@ class DealStoreMixin:
                 }
             }
         ]
-        links: list[dict[str, Any]] = []
         if state is not None:
             revision = previous.revision if previous is not None else 0
             new_state = state.model_copy(update={"revision": revision + 1})
@@ -321,26 +304,45 @@ class DealStoreMixin:
                 }
             )
             known = set(previous.lead_ids) if previous is not None else set()
-            links = [
-                self._link_item(lead_id, new_state) for lead_id in new_state.lead_ids if lead_id not in known
+            operations += [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._item(self._link_item(lead_id, new_state)),
+                    }
+                }
+                for lead_id in new_state.lead_ids
+                if lead_id not in known
             ]
-        room = _TRANSACTION_LIMIT - len(operations)
-        # A deal with more new contacts than a transaction holds: the rest are linked first, each an
-        # idempotent put, so a failure later leaves nothing a retry would not complete.
-        for link in links[room:]:
-            self._put(link)
-        operations += [
-            {"Put": {"TableName": self.table_name, "Item": self._item(link)}} for link in links[:room]
-        ]
-        reasons = self._transact(operations)
-        if not reasons:
-            return WriteOutcome.STORED
-        return WriteOutcome.DUPLICATE if reasons[0] == "ConditionalCheckFailed" else WriteOutcome.CONFLICT
-
-    def _put(self, item: dict[str, Any]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.put_item(TableName=self.table_name, Item=self._item(item))
-        except (ClientError, BotoCoreError) as exc:
-            raise StoreUnavailableError("DynamoDB write failed") from exc
+        # Leads go last: a cancellation's reasons, item by item, then say which of them exist.
+        first_lead = len(operations)
+        pending = list(leads)
+        while True:
+            transaction = operations + [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._item(self._lead_item(lead)),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+                for lead in pending
+            ]
+            if len(transaction) > _TRANSACTION_LIMIT:
+                raise ValueError(f"a deal event's transaction has {len(transaction)} items, over 100")
+            reasons = self._transact(transaction)
+            if not reasons:
+                return DealWrite(WriteOutcome.STORED, leads_created=len(pending))
+            if reasons[0] == "ConditionalCheckFailed":
+                return DealWrite(WriteOutcome.DUPLICATE)
+            deal_reasons, lead_reasons = reasons[:first_lead], reasons[first_lead:]
+            existing = {i for i, reason in enumerate(lead_reasons) if reason == "ConditionalCheckFailed"}
+            if (
+                not existing
+                or any(r != "None" for r in deal_reasons)
+                or any(r not in ("None", "ConditionalCheckFailed") for r in lead_reasons)
+            ):
+                return DealWrite(WriteOutcome.CONFLICT)
+            # Only leads that have a profile already (a form, another deal) stopped it: write without
+            # them. Each round drops at least one, so this ends.
+            pending = [lead for i, lead in enumerate(pending) if i not in existing]
