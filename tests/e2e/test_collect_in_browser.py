@@ -35,9 +35,11 @@ def test_a_newsletter_visitor_gets_one_email_touch_and_two_page_views(local_stac
     visitor_id = next(c["value"] for c in page.context.cookies() if c["name"] == "_cl_vid")
 
     # Then the table holds two page views and one Email touch for that visitor
-    events = wait_for(
-        lambda: len(store.events_of_visitor(visitor_id)) >= 2 and store.events_of_visitor(visitor_id)
+    events = wait_for(lambda: len(store.events_of_visitor(visitor_id)) >= 2) and store.events_of_visitor(
+        visitor_id
     )
+    stored = [e.page_path for e in store.events_of_visitor(visitor_id)]
+    assert events, f"stored {stored}; the gateway answered {list(local_stack.gateway.answers)[-10:]}"
     assert [e.page_path for e in events] == ["/site/index.html", "/site/pricing.html"]
     [touch] = store.touches_of_visitor(visitor_id)
     assert (touch.channel, touch.source, touch.medium, touch.campaign) == (

@@ -13,6 +13,7 @@ import mimetypes
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -133,6 +134,8 @@ class LocalGateway:
         self._functions_dir = functions_dir
         self._site_dir = site_dir
         self._functions: dict[str, tuple[ModuleType, threading.Lock]] = {}
+        # The last answers of the functions (method, path, status), for a test that must say what failed.
+        self.answers: deque[tuple[str, str, int]] = deque(maxlen=200)
         self._load_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._request_handler())
         self._server.daemon_threads = True
@@ -228,6 +231,7 @@ class LocalGateway:
                 except Exception:
                     # What Lambda would log for an unhandled error: the traceback, on this side only.
                     _log.exception("%s %s: the function raised", route.method, route.path)
+                    gateway.answers.append((self.command, parts.path, 500))
                     self._send(
                         500, {"Content-Type": "application/json"}, b'{"message":"Internal Server Error"}'
                     )
@@ -237,9 +241,9 @@ class LocalGateway:
                 headers = {k: str(v) for k, v in (reply.get("headers") or {}).items()}
                 for key, values in (reply.get("multiValueHeaders") or {}).items():
                     headers[key] = ", ".join(str(v) for v in values)
-                self._send(
-                    int(reply.get("statusCode", HTTPStatus.OK)), headers, raw, reply.get("cookies") or []
-                )
+                status = int(reply.get("statusCode", HTTPStatus.OK))
+                gateway.answers.append((self.command, parts.path, status))
+                self._send(status, headers, raw, reply.get("cookies") or [])
 
             def __getattr__(self, name: str) -> Any:
                 # Every method (TRACE, QUERY, ...) is dispatched: one without a route is a 404, as API
