@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import subprocess
 import sys
 from types import TracebackType
@@ -47,6 +48,7 @@ class MotoServerProcess:
             self._process.kill()
             raise RuntimeError(f"moto's server did not start (exit code {self._process.wait()})")
         self.port = int(line)
+        self._process.stdout.close()
         return self
 
     def stop(self) -> None:
@@ -85,6 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     print(server.get_host_and_port()[1], flush=True)
+    # Nobody reads the pipe after the port: anything else written to it would fill it and block the server.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C in `make serve` reaches the whole process group
         sys.stdin.read()
     server.stop()
