@@ -35,7 +35,7 @@ import hashlib
 import hmac
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -360,26 +360,15 @@ class HubSpotClient:
         CrmApiError
             On any other failure (a refused token, an unexpected answer).
         """
-        ids = list(dict.fromkeys(deal_ids))
         found: dict[str, dict[str, str | None]] = {}
-        for chunk in _chunks(ids, _BATCH_READ_LIMIT):
-            answer = self._post(
-                "/crm/v3/objects/deals/batch/read",
-                {
-                    "properties": list(HUBSPOT_DEAL_PROPERTIES),
-                    "propertiesWithHistory": [],
-                    "inputs": [{"id": deal_id} for deal_id in chunk],
-                },
-                deadline,
-            )
-            for item in _results(answer, "batch read deals"):
-                deal_id = text(item.get("id"))
-                properties = item.get("properties")
-                if deal_id is None or not isinstance(properties, dict):
-                    raise CrmApiError("HubSpot API batch read deals: unexpected answer")
-                found[deal_id] = {
-                    str(key): None if value is None else str(value) for key, value in properties.items()
-                }
+        for deal_id, properties in self._batch_read(
+            "deals", list(dict.fromkeys(deal_ids)), HUBSPOT_DEAL_PROPERTIES, deadline
+        ):
+            if deal_id is None or properties is None:
+                raise CrmApiError("HubSpot API batch read deals: unexpected answer")
+            found[deal_id] = {
+                str(key): None if value is None else str(value) for key, value in properties.items()
+            }
         contacts = self._deal_contacts(list(found), deadline)
         emails = self._emails_by_contact(
             list(dict.fromkeys(c for ids in contacts.values() for c in ids)), deadline
@@ -430,23 +419,29 @@ class HubSpotClient:
         return contacts
 
     def _emails_by_contact(self, contact_ids: list[str], deadline: float | None) -> dict[str, object]:
-        emails: dict[str, object] = {}
-        for chunk in _chunks(contact_ids, _BATCH_READ_LIMIT):
+        return {
+            contact_id: properties.get("email")
+            for contact_id, properties in self._batch_read("contacts", contact_ids, ("email",), deadline)
+            if contact_id is not None and properties is not None
+        }
+
+    def _batch_read(
+        self, kind: str, ids: list[str], properties: Sequence[str], deadline: float | None
+    ) -> Iterator[tuple[str | None, dict[str, Any] | None]]:
+        """``POST /crm/v3/objects/<kind>/batch/read``, 100 ids a call: (id, properties) of each found."""
+        for chunk in _chunks(ids, _BATCH_READ_LIMIT):
             answer = self._post(
-                "/crm/v3/objects/contacts/batch/read",
+                f"/crm/v3/objects/{kind}/batch/read",
                 {
-                    "properties": ["email"],
+                    "properties": list(properties),
                     "propertiesWithHistory": [],
-                    "inputs": [{"id": contact_id} for contact_id in chunk],
+                    "inputs": [{"id": object_id} for object_id in chunk],
                 },
                 deadline,
             )
-            for contact in _results(answer, "batch read contacts"):
-                contact_id = text(contact.get("id"))
-                properties = contact.get("properties")
-                if contact_id is not None and isinstance(properties, dict):
-                    emails[contact_id] = properties.get("email")
-        return emails
+            for item in _results(answer, f"batch read {kind}"):
+                found = item.get("properties")
+                yield text(item.get("id")), found if isinstance(found, dict) else None
 
     def _post(self, path: str, payload: object, deadline: float | None) -> Any:
         """POST a batch read within the deadline; a 404 (none of the ids exists) is ``None``."""
