@@ -134,6 +134,26 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
             raise StoreUnavailableError("DynamoDB unreachable") from exc
         return []
 
+    def _write_if(self, operation: str, **request: Any) -> bool:
+        """One conditional ``put_item`` or ``update_item``: False when its condition does not hold.
+
+        Raises
+        ------
+        StoreUnavailableError
+            DynamoDB failed for another reason than the condition.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            getattr(self.client, operation)(TableName=self.table_name, **request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise StoreUnavailableError("DynamoDB write failed") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        return True
+
     # -- visitors, events, touches -----------------------------------------------------------------
 
     def get_visitor_state(self, visitor_id: str) -> VisitorState | None:
@@ -419,18 +439,9 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
 
     def set_job_watermark(self, job: str, completed_at: int) -> None:
         """Move the watermark forward only: a slow run finishing late never moves it back."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.put_item(
-                TableName=self.table_name,
-                Item=self._item({"pk": f"JOB#{job}", "sk": "WATERMARK", "completed_at": completed_at}),
-                ConditionExpression="attribute_not_exists(pk) OR completed_at < :at",
-                ExpressionAttributeValues={":at": {"N": str(completed_at)}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            raise StoreUnavailableError("DynamoDB write failed") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        self._write_if(
+            "put_item",
+            Item=self._item({"pk": f"JOB#{job}", "sk": "WATERMARK", "completed_at": completed_at}),
+            ConditionExpression="attribute_not_exists(pk) OR completed_at < :at",
+            ExpressionAttributeValues={":at": {"N": str(completed_at)}},
+        )

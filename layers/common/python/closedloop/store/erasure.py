@@ -44,6 +44,8 @@ class ErasureStoreMixin:
         @property
         def client(self) -> DynamoDBClient: ...
 
+        def _write_if(self, operation: str, **request: Any) -> bool: ...
+
     def partition_items(self, pk: str) -> list[dict[str, Any]]:
         """Every item of one partition, in wire format (a consistent, paginated Query).
 
@@ -129,7 +131,6 @@ class ErasureStoreMixin:
         StoreUnavailableError
             DynamoDB failed, or the deal kept changing under concurrent deliveries.
         """
-        from botocore.exceptions import BotoCoreError, ClientError
 
         changed = False
         for event in self._wire_query(pk, "EV#"):
@@ -158,38 +159,23 @@ class ErasureStoreMixin:
                 "gsi1pk": {"S": f"DC#{at[:10]}"},
                 "gsi1sk": {"S": f"{at}#{crm}#{deal_id}"},
             }
-            try:
-                self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="revision = :r",
-                    ExpressionAttributeValues={":r": {"N": str(revision)}},
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    continue
-                raise StoreUnavailableError("DynamoDB write failed") from exc
-            except BotoCoreError as exc:
-                raise StoreUnavailableError("DynamoDB unreachable") from exc
-            return True
+            if self._write_if(
+                "put_item",
+                Item=item,
+                ConditionExpression="revision = :r",
+                ExpressionAttributeValues={":r": {"N": str(revision)}},
+            ):
+                return True
         raise StoreUnavailableError("the deal kept changing during the erasure")
 
     def _set_attributes(self, item: dict[str, Any], values: dict[str, Any]) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """Set attributes of an item that still exists (one gone meanwhile is left gone)."""
         names = {f"#a{i}": name for i, name in enumerate(values)}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": item["pk"], "sk": item["sk"]},
-                UpdateExpression="SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names)),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":v{i}": value for i, value in enumerate(values.values())},
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return
-            raise StoreUnavailableError("DynamoDB write failed") from exc
-        except BotoCoreError as exc:
-            raise StoreUnavailableError("DynamoDB unreachable") from exc
+        self._write_if(
+            "update_item",
+            Key={"pk": item["pk"], "sk": item["sk"]},
+            UpdateExpression="SET " + ", ".join(f"{n} = :v{i}" for i, n in enumerate(names)),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": value for i, value in enumerate(values.values())},
+            ConditionExpression="attribute_exists(pk)",
+        )
