@@ -184,6 +184,16 @@ def test_a_deal_without_touches_in_the_window_has_no_credit():
     assert attribution == DealAttribution(model="w_shaped", lookback_days=90.0)
 
 
+def test_a_sales_cycle_longer_than_the_window_keeps_the_touch_that_made_the_lead():
+    day = 24 * HOUR
+    # The lead came from a LinkedIn ad 120 days before the win, and became a lead that day
+    attribution = credit_deal(
+        won_deal(), [touch("a", T0 - 120 * day)], lead_created_at=T0 - 120 * day + HOUR, model="first_touch"
+    )  # type: ignore[arg-type]
+
+    assert [(t.touch_id, t.credit) for t in attribution.touches] == [("a", 1.0)]
+
+
 def test_data_driven_models_are_refused_for_one_deal():
     with pytest.raises(ValueError, match="rule-based"):
         credit_deal(won_deal(), [touch("a", T0)], lead_created_at=None, model="markov")  # type: ignore[arg-type]

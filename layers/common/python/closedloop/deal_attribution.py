@@ -1,9 +1,10 @@
 """One won deal's credit under one rule-based model, for the ``deal.won`` event.
 
 The attribute job credits every deal under every model in batches (:mod:`closedloop.analytics.job`);
-an event needs one deal under one model at once. The journey and its milestones are built as the job
-builds them: the contacts' journeys up to the won time, the lead-creation touch (the last at or before
-the primary contact became a lead) and the opportunity-creation touch. Credits are in the deal's own
+an event needs one deal under one model at once. The journey and its milestones are built here for
+both (:func:`deal_journey`, :func:`milestone`): the contacts' touches from the lookback window before
+the lead's creation up to the conversion, the lead-creation touch (the last at or before the primary
+contact became a lead) and the opportunity-creation touch. Credits are in the deal's own
 currency (no conversion to the base currency: the event carries the deal's currency).
 """
 
@@ -13,20 +14,36 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from closedloop.attribution.options import RULE_BASED_MODELS, AttributionModel, AttributionOptions
+from closedloop.crm.models import DealLifecycle
 from closedloop.deals import StoredDeal
 from closedloop.events import ChannelCredit, DealAttribution, TouchCredit, TouchSource, ms_to_datetime
 from closedloop.models.visits import Touch
 
-__all__ = ["DEFAULT_MODEL", "conversion_time", "credit_deal", "milestone"]
+__all__ = ["DEFAULT_MODEL", "conversion_time", "credit_deal", "deal_journey", "milestone"]
 
 DEFAULT_MODEL = AttributionModel.W_SHAPED
 
 
 def conversion_time(deal: StoredDeal) -> int:
-    """When the deal converted: its won time, else its opportunity creation, else its last change (ms)."""
-    if deal.won_at is not None:
+    """When the deal converted (ms): its won time while it is won, else its opportunity creation, else
+    its last change."""
+    if deal.lifecycle is DealLifecycle.WON and deal.won_at is not None:
         return deal.won_at
     return deal.opportunity_created_at or deal.updated_at
+
+
+def deal_journey(
+    deal: StoredDeal, touches: Sequence[Touch], *, lead_created_at: int | None, lookback_days: float | None
+) -> list[Touch]:
+    """The touches that can have brought the deal: up to its conversion, from ``lookback_days`` before
+    its first milestone (the lead's creation, else the opportunity's), not before the win, so a sales
+    cycle longer than the window keeps the touches that made the lead. ``None``: no window."""
+    at = conversion_time(deal)
+    if lookback_days is None:
+        return [t for t in touches if t.occurred_at <= at]
+    first = min((ms for ms in (lead_created_at, deal.opportunity_created_at, at) if ms), default=at)
+    opens = first - int(lookback_days * 86_400_000)
+    return [t for t in touches if opens <= t.occurred_at <= at]
 
 
 def milestone(journey: Sequence[Touch], at: int | None) -> int:
@@ -55,7 +72,7 @@ def credit_deal(
     deal
         The deal (its won time is the conversion; its amount the value).
     journey
-        The deal's contacts' touches, in time order (touches after the conversion are ignored).
+        The deal's contacts' touches, in time order (windowed by :func:`deal_journey`).
     lead_created_at
         When the primary contact became a lead (ms): the W- and Z-shaped lead-creation milestone.
     model
@@ -82,7 +99,9 @@ def credit_deal(
         raise ValueError(f"{model} needs many journeys; choose a rule-based model for deal events")
     options = options or AttributionOptions()
     at = conversion_time(deal)
-    touches = [t for t in journey if t.occurred_at <= at]
+    touches = deal_journey(
+        deal, journey, lead_created_at=lead_created_at, lookback_days=options.lookback_days
+    )
     lookback = options.lookback_days if options.lookback_days is not None else 0.0
     if not touches:
         return DealAttribution(model=str(model), lookback_days=lookback)
@@ -101,7 +120,8 @@ def credit_deal(
         lead_touch=np.array([milestone(touches, lead_created_at)], dtype=np.int64),
         opportunity_touch=np.array([milestone(touches, deal.opportunity_created_at)], dtype=np.int64),
     )
-    credits = attribute(batch, models=[model], options=options)
+    # The window is applied above, from the lead's creation: not again from the conversion.
+    credits = attribute(batch, models=[model], options=options.model_copy(update={"lookback_days": None}))
     credited: list[TouchCredit] = []
     by_channel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for index, share, value_share in zip(

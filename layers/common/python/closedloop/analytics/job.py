@@ -33,6 +33,7 @@ from closedloop.attribution import ALL_MODELS, AttributionModel, AttributionOpti
 from closedloop.clock import day_of
 from closedloop.crm.models import DealLifecycle
 from closedloop.crm.money import to_base_currency
+from closedloop.deal_attribution import conversion_time, deal_journey, milestone
 from closedloop.deals import DealLink, StoredDeal
 from closedloop.identity import journey_touches
 from closedloop.lake import Lake
@@ -153,23 +154,6 @@ def _amount_base(deal: StoredDeal, settings: JobSettings) -> float:
             deal.amount, deal.currency or settings.base_currency, settings.rates, settings.base_currency
         )
     )
-
-
-def _milestone(journey: list[Touch], at: int | None) -> int:
-    """Index of the last touch at or before ``at`` (-1 when unknown or none)."""
-    if at is None:
-        return -1
-    index = -1
-    for i, touch in enumerate(journey):
-        if touch.occurred_at <= at:
-            index = i
-    return index
-
-
-def _conversion_time(deal: StoredDeal) -> int:
-    if deal.lifecycle is DealLifecycle.WON and deal.won_at is not None:
-        return deal.won_at
-    return deal.opportunity_created_at or deal.updated_at
 
 
 def _deals_day(c: _Conversion) -> str:
@@ -648,24 +632,22 @@ def run_attribute_job(
         if deal.lifecycle is DealLifecycle.DELETED:
             deleted.add(key)
             continue
-        at = _conversion_time(deal)
+        at = conversion_time(deal)
         primary = reader.lead(deal.lead_ids[0]) if deal.lead_ids else None
-        # The window opens lookback_days before the first milestone (lead creation, else opportunity
-        # creation), not before the win: a six-month sales cycle keeps the touches that made the lead.
-        first_milestone = min(
-            (ms for ms in (primary.created_at if primary else None, deal.opportunity_created_at, at) if ms),
-            default=at,
+        journey = deal_journey(
+            deal,
+            reader.journey(deal.lead_ids),
+            lead_created_at=primary.created_at if primary else None,
+            lookback_days=settings.lookback_days,
         )
-        opens = first_milestone - lookback_ms
-        journey = [t for t in reader.journey(deal.lead_ids) if opens <= t.occurred_at <= at]
         conversions.append(
             _Conversion(
                 deal=deal,
                 journey=journey,
                 at=at,
                 value=_amount_base(deal, settings),
-                lead_touch=_milestone(journey, primary.created_at if primary else None),
-                opportunity_touch=_milestone(journey, deal.opportunity_created_at),
+                lead_touch=milestone(journey, primary.created_at if primary else None),
+                opportunity_touch=milestone(journey, deal.opportunity_created_at),
             )
         )
     report.deals = len(conversions)
