@@ -6,25 +6,9 @@ import json
 from typing import Any
 
 import pytest
-from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 
-from infra.app import build_app
-
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    # Bundling is skipped (it needs pip downloads); cdk-nag's AwsSolutions pack fails the synth on any
-    # unacknowledged finding, so reaching Template.from_stack means the stack passed it.
-    app = App(
-        context={"aws:cdk:bundling-stacks": [], "allowedOrigins": "https://www.acme.test"},
-        outdir=str(tmp_path_factory.mktemp("cdk.out")),
-    )
-    app, stack = build_app(app)
-    app.synth()
-    return Template.from_stack(stack)
 
 
 def _list(value: object) -> list[Any]:

@@ -11,29 +11,14 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_cdk import App
 from aws_cdk.assertions import Match, Template
 from moto import mock_aws
 
 from closedloop.changes import STREAM_FILTERS
 from closedloop.events import EVENT_TYPES, DealWon, LeadIdentified, event_entry
 from closedloop.writeback.queue import MAX_RECEIVES
-from infra.app import build_app
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    # cdk-nag's AwsSolutions pack fails the synthesis on any unacknowledged finding: reaching
-    # Template.from_stack means the stack passed it.
-    app = App(
-        context={"aws:cdk:bundling-stacks": [], "allowedOrigins": "https://www.acme.test"},
-        outdir=str(tmp_path_factory.mktemp("cdk.out")),
-    )
-    app, stack = build_app(app)
-    app.synth()
-    return Template.from_stack(stack)
 
 
 def _one(template: Template, kind: str, prefix: str) -> tuple[str, dict[str, Any]]:

@@ -15,19 +15,6 @@ from infra.app import build_app
 pytestmark = pytest.mark.infra
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    # Bundling is skipped: it needs pip downloads; the asset build has its own test.
-    app = App(
-        context={"aws:cdk:bundling-stacks": [], "allowedOrigins": "https://www.acme.test"},
-        outdir=str(tmp_path_factory.mktemp("cdk.out")),
-    )
-    app, stack = build_app(app)
-    # cdk-nag's AwsSolutions pack runs as a validation plugin: any unacknowledged finding fails synth.
-    app.synth()
-    return Template.from_stack(stack)
-
-
 def test_the_table_is_on_demand_encrypted_recoverable_and_expiring(template: Template) -> None:
     template.has_resource_properties(
         "AWS::DynamoDB::GlobalTable",

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
 from aws_cdk.assertions import Template
 
 from closedloop.cost import USAGE
-from infra.app import build_app
+from tests.infra.conftest import synthesise
 
 pytestmark = pytest.mark.infra
 
@@ -21,18 +20,11 @@ DEPLOY_DOCS = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
     # With a custom domain, so the one conditional output (CustomDomainTarget) is synthesised too.
-    app = App(
-        context={
-            "aws:cdk:bundling-stacks": [],
-            "allowedOrigins": "https://www.acme.test",
-            "customDomain": "track.acme.test",
-            "certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
-        },
-        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+    return synthesise(
+        tmp_path_factory.mktemp("cdk.out"),
+        customDomain="track.acme.test",
+        certificateArn="arn:aws:acm:eu-west-1:123456789012:certificate/abc",
     )
-    app, stack = build_app(app)
-    app.synth()
-    return Template.from_stack(stack)
 
 
 def _metrics_of(alarm: Mapping[str, Any]) -> int:
