@@ -219,6 +219,23 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _funnel_rows(report: Report) -> list[list[str]]:
+    """The funnel's cells, as the terminal and the HTML report both show them."""
+    return [
+        [
+            r["channel"],
+            f"{r['visits']:.0f}",
+            f"{r['leads']:.0f}",
+            f"{r['opportunities']:.0f}",
+            f"{r['customers']:.0f}",
+            _pct(r["visit_to_lead"]),
+            _pct(r["lead_to_opportunity"]),
+            _pct(r["opportunity_to_customer"]),
+        ]
+        for r in report.funnel
+    ]
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], first_width: int = 18) -> str:
     widths = [
         max([first_width if i == 0 else 0, len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)
@@ -295,19 +312,7 @@ def render_terminal(report: Report) -> str:
     out.append(_table(["channel", *(MODEL_LABELS[m] for m in pipeline_models)], rows))
 
     out += ["", "Funnel by lead source (funnel_by_channel; leads and later by lead-creation channel)"]
-    rows = [
-        [
-            r["channel"],
-            f"{r['visits']:.0f}",
-            f"{r['leads']:.0f}",
-            f"{r['opportunities']:.0f}",
-            f"{r['customers']:.0f}",
-            _pct(r["visit_to_lead"]),
-            _pct(r["lead_to_opportunity"]),
-            _pct(r["opportunity_to_customer"]),
-        ]
-        for r in report.funnel
-    ]
+    rows = _funnel_rows(report)
     out.append(
         _table(["channel", "visits", "leads", "opps", "customers", "visit>lead", "lead>opp", "opp>won"], rows)
     )
@@ -563,19 +568,7 @@ def render_html(report: Report) -> str:
         colors=("#1f4e79",),
         title="The funnel, all channels",
     )
-    funnel_rows = [
-        [
-            r["channel"],
-            f"{r['visits']:.0f}",
-            f"{r['leads']:.0f}",
-            f"{r['opportunities']:.0f}",
-            f"{r['customers']:.0f}",
-            _pct(r["visit_to_lead"]),
-            _pct(r["lead_to_opportunity"]),
-            _pct(r["opportunity_to_customer"]),
-        ]
-        for r in report.funnel
-    ]
+    funnel_rows = _funnel_rows(report)
 
     # 4. Campaigns and ROAS.
     top = report.campaigns[:10]
