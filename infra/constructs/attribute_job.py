@@ -6,7 +6,7 @@ our own common layer stays small, and the three layers together stay under Lambd
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnElement, CfnOutput, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, CfnOutput, Duration, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
@@ -15,10 +15,11 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from closedloop.analytics.datasets import DATASETS
 from closedloop.lake import SPEND_PREFIX, STATE_PREFIX
+from infra.constructs.bucket_grants import grant_prefixes, logical_id
 from infra.constructs.functions import ClosedloopFunction
 from infra.constructs.layers import PYTHON_VERSION
 from infra.constructs.storage import StorageConstruct
@@ -30,8 +31,6 @@ SDK_FOR_PANDAS_PARAMETER = (
     f"/aws/service/aws-sdk-pandas/{SDK_FOR_PANDAS_VERSION}/py{PYTHON_VERSION}/arm64/layer-arn"
 )
 TABLE_ACTIONS = ("GetItem", "PutItem", "Query")  # reads, and the job's watermark item
-# closedloop.lake replaces a partition with one PutObject (never multipart) or deletes it.
-DATASET_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = Duration.hours(1)
 
@@ -128,7 +127,7 @@ class AttributeJobConstruct(Construct):
             ("AttributeDeadLetterQueueUrl", self.dead_letter_queue.queue_url, "Failed attribute runs"),
         ):
             CfnOutput(self, key, value=value, description=description).override_logical_id(key)
-        function_id = _logical_id(self.function)
+        function_id = logical_id(self.function)
         Validations.of(schedule_role).acknowledge(
             Acknowledgment(
                 id=f"AwsSolutions-IAM5[Resource::<{function_id}.Arn>:*]",
@@ -139,37 +138,12 @@ class AttributeJobConstruct(Construct):
 
     def _grant_bucket(self, bucket: s3.IBucket) -> None:
         """Read/write/delete under each dataset's prefix and ``state/``, read ``spend/``, list only those."""
-        written = [f"{d.name}/*" for d in DATASETS] + [f"{STATE_PREFIX}*"]
-        dataset_objects = [bucket.arn_for_objects(prefix) for prefix in written]
-        spend_objects = bucket.arn_for_objects(f"{SPEND_PREFIX}*")
-        prefixes = [*written, f"{SPEND_PREFIX}*"]
-        statements = [
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": prefixes}},
-            ),
-            iam.PolicyStatement(actions=list(DATASET_OBJECT_ACTIONS), resources=dataset_objects),
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[spend_objects]),
-        ]
-        for statement in statements:
-            self.function.add_to_role_policy(statement)
-
-        # Objects are addressed by key below a prefix: that wildcard is the narrowest S3 allows.
-        bucket_id = _logical_id(bucket)
-        for prefix in prefixes:
-            Validations.of(self).acknowledge(
-                Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}]",
-                    reason=f"Objects under {prefix}: one dataset's dt=<day>/part-N.parquet files the job "
-                    "rewrites each run, the spend CSVs it reads, or its own state between runs.",
-                )
-            )
-
-
-def _logical_id(construct: IConstruct) -> str:
-    """The CloudFormation logical id of an L2's resource, as cdk-nag names it in a finding."""
-    resource = construct.node.default_child
-    if not isinstance(resource, CfnElement):
-        raise TypeError(f"{construct.node.path} is not defined in this app (imported?)")
-    return Stack.of(resource).get_logical_id(resource)
+        grant_prefixes(
+            self,
+            self.function,
+            bucket,
+            read_write=[*(f"{d.name}/" for d in DATASETS), STATE_PREFIX],
+            read_only=[SPEND_PREFIX],
+            reason="one dataset's dt=<day>/part-N.parquet files the job rewrites each run, the spend "
+            "CSVs it reads, or its own state between runs.",
+        )

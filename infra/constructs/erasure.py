@@ -9,15 +9,14 @@ datasets that hold rows of a person and the attribute job's training journeys un
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, Validations
-from aws_cdk import aws_iam as iam
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from closedloop.erasure import DEAL_DATASETS
 from closedloop.lake import STATE_PREFIX
-from infra.constructs.attribute_job import _logical_id
+from infra.constructs.bucket_grants import grant_prefixes
 from infra.constructs.functions import ClosedloopFunction
 from infra.constructs.storage import StorageConstruct
 
@@ -25,7 +24,6 @@ from infra.constructs.storage import StorageConstruct
 # (a deal's state, over its revision), UpdateItem (a deal event's contacts), BatchWriteItem (deletes).
 TABLE_ACTIONS = ("Query", "PutItem", "UpdateItem", "BatchWriteItem")
 PERSON_DATASETS = ("touches", "leads", *DEAL_DATASETS, "pipeline")
-OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 
 
 class ErasureConstruct(Construct):
@@ -53,29 +51,14 @@ class ErasureConstruct(Construct):
             description='Closedloop erasure of one person: invoke with {"email": "..."}',
         )
         table.grant(self.function, *TABLE_ACTIONS)
-        prefixes = [f"{name}/*" for name in PERSON_DATASETS] + [f"{STATE_PREFIX}*"]
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": prefixes}},
-            )
+        grant_prefixes(
+            self,
+            self.function,
+            bucket,
+            read_write=[*(f"{name}/" for name in PERSON_DATASETS), STATE_PREFIX],
+            reason="the partitions of one dataset (or the job's state); an erasure rewrites the ones "
+            "that hold the person's rows.",
         )
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=list(OBJECT_ACTIONS),
-                resources=[bucket.arn_for_objects(prefix) for prefix in prefixes],
-            )
-        )
-        bucket_id = _logical_id(bucket)
-        for prefix in prefixes:
-            Validations.of(self).acknowledge(
-                Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}]",
-                    reason=f"The partitions of one dataset (or the job's state) under {prefix}; an erasure "
-                    "rewrites the ones that hold the person's rows.",
-                )
-            )
         CfnOutput(
             self,
             "EraseFunctionName",
