@@ -206,7 +206,6 @@ def clock(functions: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> Clock:
     moved = Clock()
     real_ms, real_sqs_ms, real_sqs_s = closedloop_clock.now_ms, moto_sqs.unix_time_millis, moto_sqs.unix_time
     monkeypatch.setattr(closedloop_clock, "now_ms", lambda: real_ms() + moved.offset_ms)
-    monkeypatch.setattr(functions.worker, "now_ms", lambda: real_ms() + moved.offset_ms)
     monkeypatch.setattr(moto_sqs, "unix_time_millis", lambda dt=None: real_sqs_ms(dt) + moved.offset_ms)
     monkeypatch.setattr(moto_sqs, "unix_time", lambda dt=None: real_sqs_s(dt) + moved.offset_ms / 1000)
     return moved
