@@ -6,7 +6,6 @@ its SOAP acknowledgement (and a SOAP fault, with the same 4xx/5xx status, when r
 small JSON count.
 """
 
-import html
 import json
 import os
 from typing import Any
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 
 from closedloop.api import build_resolver, preflight, preflight_error, raw_body
 from closedloop.clock import now_ms
-from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, salesforce_ack
+from closedloop.crm import CrmName, WebhookRequest, parse_crm_name, salesforce_ack, salesforce_fault
 from closedloop.deals import WebhookSecret, parse_delivery, record_delivery
 from closedloop.errors import ClientInputError, ClosedloopError, InvalidInputError
 from closedloop.observability import METRICS_NAMESPACE, get_tracer, logger, metrics
@@ -32,16 +31,6 @@ tracer = get_tracer()
 app = build_resolver(settings, title="Closedloop CRM webhooks")
 
 SOAP_XML = "text/xml; charset=utf-8"
-SOAP_FAULT = """<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">
-  <soapenv:Body>
-    <soapenv:Fault>
-      <faultcode>soapenv:{code}</faultcode>
-      <faultstring>{message}</faultstring>
-    </soapenv:Fault>
-  </soapenv:Body>
-</soapenv:Envelope>
-"""
 
 
 def _webhook_request(event: dict[str, Any]) -> WebhookRequest:
@@ -116,9 +105,8 @@ def _as_soap_fault(reply: dict[str, Any]) -> dict[str, Any]:
         message = json.loads(reply.get("body") or "")["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = "the request was refused"
-    code = "Server" if int(reply["statusCode"]) >= 500 else "Client"
     headers = {**(reply.get("headers") or {}), "Content-Type": SOAP_XML}
-    body = SOAP_FAULT.format(code=code, message=html.escape(str(message)))
+    body = salesforce_fault(str(message), server=int(reply["statusCode"]) >= 500)
     return {**reply, "headers": headers, "body": body, "isBase64Encoded": False}
 
 

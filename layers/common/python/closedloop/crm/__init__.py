@@ -74,6 +74,7 @@ from closedloop.crm.salesforce import (
     SALESFORCE_MAX_NOTIFICATIONS,
     parse_salesforce,
     salesforce_ack,
+    salesforce_fault,
     verify_salesforce_token,
 )
 from closedloop.crm.state import next_deal_state
@@ -124,6 +125,7 @@ __all__ = [
     "parse_pipedrive",
     "parse_salesforce",
     "salesforce_ack",
+    "salesforce_fault",
     "sign_generic",
     "sign_hubspot_v3",
     "to_base_currency",

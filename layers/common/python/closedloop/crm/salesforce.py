@@ -14,6 +14,7 @@ order them. Salesforce retries for up to 24 hours until it gets :func:`salesforc
 from __future__ import annotations
 
 import hmac
+import html
 from typing import Final
 from xml.etree.ElementTree import Element, ParseError
 
@@ -37,6 +38,7 @@ __all__ = [
     "SALESFORCE_MAX_NOTIFICATIONS",
     "parse_salesforce",
     "salesforce_ack",
+    "salesforce_fault",
     "verify_salesforce_token",
 ]
 
@@ -55,6 +57,24 @@ _ACK = (
     "  </soapenv:Body>\n"
     "</soapenv:Envelope>\n"
 )
+
+
+_FAULT = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    f'<soapenv:Envelope xmlns:soapenv="{_SOAP_ENV}">\n'
+    "  <soapenv:Body>\n"
+    "    <soapenv:Fault>\n"
+    "      <faultcode>soapenv:{code}</faultcode>\n"
+    "      <faultstring>{message}</faultstring>\n"
+    "    </soapenv:Fault>\n"
+    "  </soapenv:Body>\n"
+    "</soapenv:Envelope>\n"
+)
+
+
+def salesforce_fault(message: str, *, server: bool) -> str:
+    """The SOAP fault Salesforce shows the admin for a refused message (``server``: a 5xx, it retries)."""
+    return _FAULT.format(code="Server" if server else "Client", message=html.escape(message))
 
 
 def salesforce_ack(ok: bool = True) -> str:
