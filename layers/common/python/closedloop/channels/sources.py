@@ -232,7 +232,8 @@ type _Index = dict[str, dict[SourceCategory, str]]
 class SourceLists:
     """The search, social, video and shopping source lists, indexed for fast lookups.
 
-    Instances are immutable: :meth:`extended` and :meth:`extended_from_file` return new lists. Build the
+    Instances are immutable: :meth:`extended`, :meth:`extended_from_file` and
+    :meth:`extended_from_google_file` return new lists. Build the
     lists once at cold start (``SourceLists.default()`` is cached) and pass them to
     :func:`closedloop.channels.classify_channel` / :func:`closedloop.traffic.parse_traffic_source`.
     """
@@ -485,6 +486,9 @@ class SourceLists:
         -------
         Mapping[SourceCategory, str]
             For each list the source is on, the listed name (``{SEARCH: "google"}``); empty if none.
+            A name matches exactly. For a host the most specific match decides: the longest suffix that
+            is listed or excluded (an excluded one matches nothing), else a ``name.*`` brand; several
+            lists can only come from entries at that same level.
         """
         key = source.strip().lower()
         found = self._cache.get(key)
