@@ -1,7 +1,8 @@
 """Publish function: the table's stream -> write-back messages and domain events on the bus.
 
 Invoked by the DynamoDB stream's event source mapping (filtered to the changes of interest, in shard
-order, ``ReportBatchItemFailures``). The work is :func:`closedloop.publish.relay_changes`.
+order, ``ReportBatchItemFailures``). The work is :func:`closedloop.publish.relay_changes`; what can
+never be delivered is counted (``ChangesSkipped``, ``EventsRefused``), not retried.
 """
 
 import os
@@ -76,6 +77,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=result.events)
     metrics.add_metric(name="WritebackLeadsQueued", unit=MetricUnit.Count, value=result.leads)
+    if result.skipped:
+        metrics.add_metric(name="ChangesSkipped", unit=MetricUnit.Count, value=result.skipped)
+    if result.refused:
+        metrics.add_metric(name="EventsRefused", unit=MetricUnit.Count, value=result.refused)
     if result.failed_sequence is not None:
         metrics.add_metric(name="ChangesRetried", unit=MetricUnit.Count, value=1)
         return {"batchItemFailures": [{"itemIdentifier": result.failed_sequence}]}

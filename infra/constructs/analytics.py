@@ -7,7 +7,9 @@ no crawler, no ``MSCK REPAIR TABLE`` and no ``BatchCreatePartition`` call is eve
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+import re
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_s3 as s3
@@ -17,8 +19,9 @@ from closedloop.analytics.datasets import DATASETS, PARTITION_KEY, Dataset
 from closedloop.analytics.queries import named_queries
 from infra.config import RetentionSettings
 
-DATABASE_NAME = "closedloop"  # the SQL of the named queries says ``closedloop.<table>``
-WORKGROUP_NAME = "closedloop"
+# The Glue database's and the Athena workgroup's names are unique per account and region: every stack
+# names its own (analytics_name); the default stack's are ``closedloop``, as the queries' SQL says.
+MAX_NAME_LENGTH = 128  # Athena's limit on a workgroup's name (Glue allows 255)
 ATHENA_RESULTS_PREFIX = "athena-results/"
 # The one dataset whose rows expire with retentionDays (as its items do in the table); leads and deals stay.
 TOUCHES_PREFIX = "touches/"
@@ -28,6 +31,16 @@ PROJECTION_START = "2020-01-01"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+
+def analytics_name(stack_name: str) -> str:
+    """The Glue database's and the Athena workgroup's name for a stack: ``closedloop`` for the default
+    stack ``Closedloop``, else the stack name in snake case (``ClosedloopStaging``: ``closedloop_staging``),
+    which Glue (lower case, letters, digits, ``_``) and Athena both accept."""
+    if Token.is_unresolved(stack_name):
+        raise ValueError("the stack name must be known at synthesis to name the Glue database")
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", stack_name).lower()
+    return re.sub(r"[^a-z0-9]+", "_", snake).strip("_")[:MAX_NAME_LENGTH]
 
 
 def dataset_location(bucket_name: str, dataset: Dataset) -> str:
@@ -51,7 +64,8 @@ def projection_parameters(bucket_name: str, dataset: Dataset) -> dict[str, str]:
 
 
 class AnalyticsConstruct(Construct):
-    """The analytics bucket, the Glue database ``closedloop`` (a table per dataset), the Athena workgroup."""
+    """The analytics bucket, the Glue database (a table per dataset) and the Athena workgroup, both named
+    after the stack (:func:`analytics_name`)."""
 
     def __init__(
         self,
@@ -111,16 +125,18 @@ class AnalyticsConstruct(Construct):
         )
 
         account = Stack.of(self).account
+        name = analytics_name(Stack.of(self).stack_name)
+        self.database_name = name
+        self.workgroup_name = name
         database = glue.CfnDatabase(
             self,
             "Database",
             catalog_id=account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=DATABASE_NAME,
+                name=name,
                 description="Closedloop: touches, leads, deals and their attribution (Parquet on S3).",
             ),
         )
-        self.database_name = DATABASE_NAME
         self.tables: dict[str, glue.CfnTable] = {}
         for dataset in DATASETS:
             table = self._table(dataset, account)
@@ -130,11 +146,11 @@ class AnalyticsConstruct(Construct):
         self.workgroup = athena.CfnWorkGroup(
             self,
             "WorkGroup",
-            name=WORKGROUP_NAME,
+            name=name,
             description="Closedloop analytics: results in the analytics bucket, scans capped per query.",
             state="ENABLED",
             # Configuration only (results live in the retained bucket): deleting the stack deletes it,
-            # with its query history, so a redeploy can create "closedloop" again.
+            # with its query history, so a redeploy can create it again under the same name.
             recursive_delete_option=True,
             work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
                 enforce_work_group_configuration=True,
@@ -152,17 +168,16 @@ class AnalyticsConstruct(Construct):
                 ),
             ),
         )
-        self.workgroup_name = WORKGROUP_NAME
 
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}
-        for query in named_queries():
+        for query in (q.in_database(name) for q in named_queries()):
             pascal = "".join(part.capitalize() for part in query.name.split("_"))
             named = athena.CfnNamedQuery(
                 self,
                 f"{pascal}Query",
                 name=query.name,
                 description=query.description[:1024],
-                database=DATABASE_NAME,
+                database=name,
                 query_string=query.sql,
                 work_group=self.workgroup.ref,
             )
@@ -172,7 +187,7 @@ class AnalyticsConstruct(Construct):
             CfnOutput(
                 self, "AnalyticsBucketName", value=self.bucket.bucket_name, description="Parquet datasets"
             ),
-            CfnOutput(self, "GlueDatabase", value=DATABASE_NAME, description="Glue database of the tables"),
+            CfnOutput(self, "GlueDatabase", value=name, description="Glue database of the tables"),
             CfnOutput(
                 self, "AthenaWorkgroup", value=self.workgroup.ref, description="Athena workgroup to query in"
             ),
@@ -210,7 +225,7 @@ class AnalyticsConstruct(Construct):
             self,
             f"{pascal}Table",
             catalog_id=account,
-            database_name=DATABASE_NAME,
+            database_name=self.database_name,
             table_input=glue.CfnTable.TableInputProperty(
                 name=dataset.name,
                 description=dataset.description,

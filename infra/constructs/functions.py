@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_iam as iam
@@ -14,7 +15,10 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 
 
 class ClosedloopFunction(lambda_.Function):
-    """``functions/<folder>/handler.py`` on Python 3.12, arm64, with X-Ray, JSON logs and both layers."""
+    """``functions/<folder>/handler.py`` on Python 3.12, arm64, with X-Ray, JSON logs and its layers.
+
+    ``layers`` are listed in exactly the order given: a later layer's files win where they overlap.
+    """
 
     def __init__(
         self,
@@ -70,6 +74,12 @@ class ClosedloopFunction(lambda_.Function):
                 **environment,
             },
         )
+
+        # Lambda extracts layers in the order listed, a later one overwriting an earlier one's files. With
+        # @aws-cdk/aws-lambda:recognizeLayerVersion (cdk.json) CDK sorts them by construct path instead:
+        # list them exactly as given (tests/infra/test_layer_order.py).
+        cfn_function = cast(lambda_.CfnFunction, self.node.default_child)
+        cfn_function.add_property_override("Layers", [layer.layer_version_arn for layer in layers])
 
         Validations.of(role).acknowledge(
             Acknowledgment(

@@ -92,4 +92,6 @@ class LayersConstruct(Construct):
 
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
+        """Powertools, then ours: a function lists layers in this order (another managed layer, such as
+        AWS SDK for pandas, goes before both), so our pinned dependencies win where files overlap."""
         return [self.powertools, self.common]

@@ -141,6 +141,20 @@ class OperationsConstruct(Construct):
             master_key=self.topic_key,
             enforce_ssl=True,
         )
+        # enforce_ssl writes a topic policy, which replaces SNS's default one: with only its TLS Deny,
+        # CloudWatch could not publish a single alarm. So allow it explicitly, for this account's alarms.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": f"{alarms_of_this_account}:alarm:*"},
+                },
+            )
+        )
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self._action = cloudwatch_actions.SnsAction(self.topic)

@@ -7,20 +7,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import Acknowledgment, App, Stack, Validations
+from aws_cdk import Acknowledgment, App, Environment, Stack, Validations
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
 
 from closedloop.analytics.datasets import DATASETS, PARTITION_KEY
 from closedloop.analytics.queries import named_queries
-from infra.constructs.analytics import TOUCHES_PREFIX, AnalyticsConstruct
+from closedloop.local.lakeview import duckdb_over_lake
+from infra.config import DeploySettings
+from infra.constructs.analytics import TOUCHES_PREFIX, AnalyticsConstruct, analytics_name
 from infra.constructs.attribute_job import SDK_FOR_PANDAS_PARAMETER, AttributeJobConstruct
 from infra.constructs.layers import LayersConstruct
 from infra.constructs.storage import StorageConstruct
+from infra.stack import ClosedloopStack
 
 pytestmark = pytest.mark.infra
 
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+# The module's stack is "AnalyticsTest": its Glue database and Athena workgroup are named after it.
+NAME = "analytics_test"
 
 
 @pytest.fixture(scope="module")
@@ -155,9 +160,9 @@ def test_every_bucket_denies_requests_without_tls(template: Template) -> None:
     assert ssl_only == set(buckets)
 
 
-def test_the_glue_database_is_closedloop(template: Template) -> None:
+def test_the_glue_database_is_named_after_the_stack(template: Template) -> None:
     template.has_resource_properties(
-        "AWS::Glue::Database", {"DatabaseInput": Match.object_like({"Name": "closedloop"})}
+        "AWS::Glue::Database", {"DatabaseInput": Match.object_like({"Name": NAME})}
     )
 
 
@@ -168,7 +173,7 @@ def test_every_dataset_is_a_parquet_table_with_its_columns_and_their_comments(
     assert set(tables) == {d.name for d in DATASETS}
     for dataset in DATASETS:
         table = tables[dataset.name]
-        assert table["DatabaseName"] == "closedloop"
+        assert table["DatabaseName"] == NAME
         table_input = table["TableInput"]
         descriptor = table_input["StorageDescriptor"]
         assert [(c["Name"], c["Type"], c["Comment"]) for c in descriptor["Columns"]] == [
@@ -206,7 +211,7 @@ def test_the_workgroup_enforces_encrypted_results_in_the_bucket_and_caps_scans(
 ) -> None:
     [workgroup] = template.find_resources("AWS::Athena::WorkGroup").values()
     properties = workgroup["Properties"]
-    assert properties["Name"] == "closedloop"
+    assert properties["Name"] == NAME
     configuration = properties["WorkGroupConfiguration"]
     assert configuration["EnforceWorkGroupConfiguration"] is True
     assert configuration["PublishCloudWatchMetricsEnabled"] is True
@@ -226,9 +231,9 @@ def test_one_named_query_per_sql_file_in_the_workgroup_and_database(template: Te
     [workgroup_id] = template.find_resources("AWS::Athena::WorkGroup")
     for query in expected:
         properties = queries[query.name]
-        assert properties["QueryString"] == query.sql
-        assert "closedloop." in properties["QueryString"]
-        assert properties["Database"] == "closedloop"
+        assert properties["QueryString"] == query.in_database(NAME).sql
+        assert f"{NAME}." in properties["QueryString"] and "closedloop." not in properties["QueryString"]
+        assert properties["Database"] == NAME
         assert properties["WorkGroup"] == {"Ref": workgroup_id}
         assert properties["Description"] == query.description
 
@@ -239,6 +244,69 @@ def test_the_outputs_name_the_bucket_database_and_workgroup(template: Template) 
     assert "AnalyticsBucketName" in names
     assert "GlueDatabase" in names
     assert "AthenaWorkgroup" in names
+
+
+@pytest.mark.parametrize(
+    ("stack_name", "expected"),
+    [
+        ("Closedloop", "closedloop"),  # the default stack keeps the documented names
+        ("ClosedloopStaging", "closedloop_staging"),
+        ("closedloop-eu-2", "closedloop_eu_2"),
+        ("AnalyticsTest", NAME),
+    ],
+)
+def test_the_analytics_names_derive_from_the_stack_name(stack_name: str, expected: str) -> None:
+    assert analytics_name(stack_name) == expected
+
+
+def test_two_stacks_in_one_account_and_region_name_their_database_and_workgroup_apart(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Given two Closedloop stacks in one app, one account, one region (Glue and Athena names are
+    # unique per account and region: the second stack's create would fail on the first's name)
+    app = App(context={"aws:cdk:bundling-stacks": []}, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    env = Environment(account="123456789012", region="eu-west-1")
+    settings = DeploySettings.model_validate({"allowedOrigins": ["https://www.acme.test"]})
+    stacks = [
+        ClosedloopStack(app, name, settings=settings, env=env) for name in ("Closedloop", "ClosedloopStaging")
+    ]
+    app.synth()
+
+    # Then each names its own, and everything that refers to them follows
+    names = {}
+    for stack in stacks:
+        template = Template.from_stack(stack).to_json()
+        resources = template["Resources"].values()
+        [database] = [
+            r["Properties"]["DatabaseInput"]["Name"] for r in resources if r["Type"] == "AWS::Glue::Database"
+        ]
+        [workgroup] = [r["Properties"]["Name"] for r in resources if r["Type"] == "AWS::Athena::WorkGroup"]
+        assert {r["Properties"]["DatabaseName"] for r in resources if r["Type"] == "AWS::Glue::Table"} == {
+            database
+        }
+        queries = [r["Properties"] for r in resources if r["Type"] == "AWS::Athena::NamedQuery"]
+        assert {q["Database"] for q in queries} == {database}
+        assert all(f"FROM {database}." in q["QueryString"] for q in queries)
+        assert template["Outputs"]["GlueDatabase"]["Value"] == database
+        names[stack.stack_name] = (database, workgroup)
+    assert names == {
+        "Closedloop": ("closedloop", "closedloop"),
+        "ClosedloopStaging": ("closedloop_staging", "closedloop_staging"),
+    }
+
+
+def test_the_named_queries_run_in_a_database_of_another_name(tmp_path: Path) -> None:
+    # The local lake view under the second stack's name (one empty, typed partition per dataset):
+    # every query's tables resolve there, none in "closedloop"
+    import pyarrow.parquet as pq
+
+    for dataset in DATASETS:
+        folder = tmp_path / dataset.name / "dt=2026-12-07"
+        folder.mkdir(parents=True)
+        pq.write_table(dataset.schema.empty_table(), folder / "part.parquet")
+    sql = duckdb_over_lake(tmp_path, database="closedloop_staging")
+    for query in named_queries():
+        sql.execute(query.in_database("closedloop_staging").sql).fetchall()
 
 
 def test_the_attribute_function_runs_on_arm64_with_the_sdk_for_pandas_layer(template: Template) -> None:

@@ -288,3 +288,31 @@ def test_each_recipe_matches_the_documented_event_it_is_for_and_no_other(
             assert [(e["detail-type"], e["detail"]) for e in received] == [
                 (detail_type, events_by_type[detail_type]["detail"])
             ], recipe
+
+
+def test_eventbridge_may_dead_letter_into_the_rules_queue_from_the_two_recipes_only(
+    template: Template,
+) -> None:
+    # The queue's policy is written by enforce_ssl (a Deny): its Allows are all EventBridge gets.
+    queue_id, _ = _one(template, "AWS::SQS::Queue", "EventsRulesDeadLetterQueue")
+    policies = template.find_resources("AWS::SQS::QueuePolicy")
+    [(policy_id, policy)] = [
+        (n, p) for n, p in policies.items() if p["Properties"]["Queues"] == [{"Ref": queue_id}]
+    ]
+    allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    rules = {
+        name
+        for name in template.find_resources("AWS::Events::Rule")
+        if name.startswith(("EventsGuideLeadsToEmailTool", "EventsPaidWinsToSales"))
+    }
+    assert len(rules) == 2
+    assert {s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0] for s in allows} == rules
+    for allow in allows:
+        assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+        assert allow["Action"] == "sqs:SendMessage"
+        assert allow["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    # The other queues are written by roles (Lambda's event source and destinations): no service Allow
+    for name, other in policies.items():
+        if name != policy_id:
+            statements = other["Properties"]["PolicyDocument"]["Statement"]
+            assert all(s["Effect"] == "Deny" for s in statements), name

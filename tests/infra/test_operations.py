@@ -96,6 +96,90 @@ def test_the_topic_refuses_requests_without_tls_and_mails_the_alarm_address(temp
     )
 
 
+def test_cloudwatch_may_publish_to_the_alarm_topic_for_this_accounts_alarms_only(template: Template) -> None:
+    # A topic policy replaces SNS's default one: without this Allow, the TLS-only Deny is all there is
+    # and CloudWatch cannot publish a single alarm (aws-solutions/automated-security-response-on-aws#43).
+    [topic_id] = template.find_resources("AWS::SNS::Topic")
+    [policy] = template.find_resources("AWS::SNS::TopicPolicy").values()
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    [allow] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Action"] == "sns:Publish"
+    assert allow["Resource"] == {"Ref": topic_id}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":alarm:*" in json.dumps(allow["Condition"]["ArnLike"]["aws:SourceArn"])
+
+
+def _allows(policy: dict[str, Any], service: str, action: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow"
+        and s.get("Principal") == {"Service": service}
+        and action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]
+
+
+def _policies(template: Template, kind: str, targets: str, logical_id: str) -> list[dict[str, Any]]:
+    """The resource policies of ``kind`` that apply to the resource ``logical_id``."""
+    return [
+        p
+        for p in template.find_resources(kind).values()
+        if logical_id in json.dumps(p["Properties"][targets])
+    ]
+
+
+@pytest.mark.parametrize("variant", ["default", "production"])
+def test_every_aws_service_wired_to_a_topic_queue_or_bucket_is_allowed_by_its_policy(
+    templates: dict[str, Template], variant: str
+) -> None:
+    # Each resource policy here starts from an SSL-only Deny: every service the stack wires to the
+    # resource needs its own Allow, scoped to this stack's sources (the confused deputy).
+    template = templates[variant]
+    resources = template.to_json()["Resources"]
+    wired: list[tuple[str, str, str, str, str]] = []  # (kind, targets, resource, service, action)
+    for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
+        for action in alarm["Properties"].get("AlarmActions", []) + alarm["Properties"].get("OKActions", []):
+            wired.append(
+                ("AWS::SNS::TopicPolicy", "Topics", action["Ref"], "cloudwatch.amazonaws.com", "sns:Publish")
+            )
+    for rule in template.find_resources("AWS::Events::Rule").values():
+        for target in rule["Properties"].get("Targets", []):
+            if "DeadLetterConfig" in target:
+                queue = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+                wired.append(
+                    ("AWS::SQS::QueuePolicy", "Queues", queue, "events.amazonaws.com", "sqs:SendMessage")
+                )
+    for bucket in template.find_resources("AWS::S3::Bucket").values():
+        logging = bucket["Properties"].get("LoggingConfiguration")
+        if logging:
+            target = logging["DestinationBucketName"]["Ref"]
+            wired.append(
+                ("AWS::S3::BucketPolicy", "Bucket", target, "logging.s3.amazonaws.com", "s3:PutObject")
+            )
+    assert {w[3] for w in wired} == {
+        "cloudwatch.amazonaws.com",
+        "events.amazonaws.com",
+        "logging.s3.amazonaws.com",
+    }
+    for kind, targets, resource, service, action in wired:
+        assert resource in resources
+        allows = [
+            a for p in _policies(template, kind, targets, resource) for a in _allows(p, service, action)
+        ]
+        assert allows, f"{service} may not {action} on {resource}"
+        for allow in allows:
+            conditions = json.dumps(allow.get("Condition", {}))
+            assert "aws:SourceArn" in conditions, (resource, service)
+
+    # ... and no policy of a topic, queue or bucket lets a service in without naming its source
+    for kind in ("AWS::SNS::TopicPolicy", "AWS::SQS::QueuePolicy", "AWS::S3::BucketPolicy"):
+        for name, policy in template.find_resources(kind).items():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Effect"] == "Allow" and "Service" in statement.get("Principal", {}):
+                    assert "aws:SourceArn" in json.dumps(statement.get("Condition", {})), name
+
+
 def test_without_an_alarm_email_there_is_no_subscription(templates: dict[str, Template]) -> None:
     assert templates["production"].find_resources("AWS::SNS::Subscription") == {}
     assert len(templates["production"].find_resources("AWS::SNS::Topic")) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import unicodedata
 from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
@@ -215,3 +216,100 @@ def test_the_cli_needs_a_table_and_a_valid_address(capsys):
     assert "TABLE_NAME" in capsys.readouterr().err
     assert closedloop_cli(["erase", "--email", "not an address"], environ=ENV) == 2
     assert "not valid" in capsys.readouterr().err
+
+
+# -- every stored spelling, every copy ---------------------------------------------------------------------
+
+
+def versioned_deal(
+    functions: dict[str, ModuleType], event_id: str, deal_id: str, emails: list[str], *, version: int
+) -> None:
+    """A generic CRM event for ``deal_id`` at ``version`` (the CRM's ordering key) naming ``emails``."""
+    body = json.dumps(
+        {
+            "event_id": event_id,
+            "deal_id": deal_id,
+            "contact_emails": emails,
+            "stage": "proposal",
+            "status": "open",
+            "version": version,
+            "occurred_at": datetime.fromtimestamp((NOW - HOUR) / 1000, tz=UTC).isoformat(),
+        },
+        ensure_ascii=False,
+    ).encode()
+    headers = {"x-closedloop-signature": sign_generic(SIGNING_SECRET, body, int(time.time()))}
+    event = api_event(
+        "POST", "/webhooks/generic", body=body, content_type="application/json", headers=headers
+    )
+    assert invoke(functions["crm_webhook"], event)[0] == 200
+
+
+def strings_of_every_item(dynamodb: Any) -> list[str]:
+    """Every string of every item of the table (keys, attributes, lists and maps), as stored."""
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    found: list[str] = []
+    for page in dynamodb.get_paginator("scan").paginate(TableName=TABLE_NAME):
+        for item in page["Items"]:
+            found += strings(item)
+    return found
+
+
+def spellings_left(dynamodb: Any, spellings: list[str]) -> list[str]:
+    """The spellings that some stored string still contains (compared case-insensitively)."""
+    stored = [s.lower() for s in strings_of_every_item(dynamodb)]
+    return [spelling for spelling in spellings if any(spelling.lower() in s for s in stored)]
+
+
+def test_an_older_deal_event_that_arrived_late_is_erased_with_its_contact(loop, dynamodb, capsys):  # noqa: F811
+    # Given a deal whose newer event names only the buyer, then its older event naming Bob arrives
+    bob = "bob.late@example.com"
+    versioned_deal(loop, "deal-c-2", "C-1", [BUYER], version=2)
+    versioned_deal(loop, "deal-c-1", "C-1", [bob.upper()], version=1)
+    assert spellings_left(dynamodb, [bob]) == [bob]  # the history keeps the late event, with Bob
+    capsys.readouterr()
+
+    # When Bob is erased
+    assert closedloop_cli(["erase", "--email", bob], environ={"TABLE_NAME": TABLE_NAME}) == 0
+
+    # Then he was found, and no item of the table holds his address or his lead id any more
+    report = json.loads(capsys.readouterr().out)["erased"]
+    assert report["found"] is True and report["deals_updated"] == 1
+    assert spellings_left(dynamodb, [bob, lead_id_for(bob)]) == []
+    # ... and the deal, its state and its other contact are untouched
+    store = DynamoStore(TABLE_NAME, client=dynamodb)
+    state = store.get_deal("generic", "C-1")
+    assert state is not None and state.contact_emails == (BUYER,)
+    assert [e.event_id for e in store.deal_events("generic", "C-1")] == ["deal-c-1", "deal-c-2"]
+
+
+def test_every_spelling_of_an_international_address_is_erased(loop, dynamodb, capsys):  # noqa: F811
+    # Given Ada's form with ada@bücher.de, and a CRM that spells her address in ASCII (IDNA) on one
+    # event and decomposed (NFD: u + combining diaeresis) on another
+    nfc = "ada@bücher.de"
+    nfd = unicodedata.normalize("NFD", nfc)
+    idna = "ada@xn--bcher-kva.de"
+    visit(loop, ADA_LAPTOP, "evt-ada-00001", f"{SITE_ORIGIN}/?utm_source=google&utm_medium=cpc", at=NOW - DAY)
+    identify(loop, ADA_LAPTOP, nfc)
+    versioned_deal(loop, "deal-u-1", "U-1", [idna, BUYER], version=1)
+    versioned_deal(loop, "deal-u-2", "U-1", [nfd.upper()], version=2)
+    spellings = [nfc, nfd, idna, lead_id_for(nfc), ADA_LAPTOP]
+    assert spellings_left(dynamodb, spellings) == spellings
+    capsys.readouterr()
+
+    # When she is erased by the address she typed
+    assert closedloop_cli(["erase", "--email", nfc], environ={"TABLE_NAME": TABLE_NAME}) == 0
+
+    # Then no item (lead, visitor, the deal's state, every event of its history) holds any spelling
+    assert json.loads(capsys.readouterr().out)["erased"]["deals_updated"] == 1
+    assert spellings_left(dynamodb, spellings) == []
+    state = DynamoStore(TABLE_NAME, client=dynamodb).get_deal("generic", "U-1")
+    assert state is not None and state.contact_emails == (BUYER,)

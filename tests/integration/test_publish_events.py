@@ -389,3 +389,60 @@ def test_the_stream_filters_select_exactly_the_changes_the_function_acts_on(func
         )
         selected = any(matches(pattern, record) for pattern in STREAM_FILTERS)
         assert selected == is_relevant(change), (record["eventName"], keys)
+
+
+# -- sizes EventBridge refuses ---------------------------------------------------------------------------
+
+
+def _documented_size(entry: dict[str, Any]) -> int:
+    """EventBridge's entry size ("Calculating PutEvents event entry size"), computed here on its own."""
+    parts = [entry["Source"], entry["DetailType"], entry.get("Detail") or "", *(entry.get("Resources") or [])]
+    return (14 if entry.get("Time") is not None else 0) + sum(len(p.encode("utf-8")) for p in parts)
+
+
+class _EventBridgeSizeLimit:
+    """moto's events client with EventBridge's size limit: a call whose entries total over 256 KiB is
+    refused whole (ValidationException), as EventBridge refuses it; moto itself accepts any size."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.refused_calls = 0
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        from botocore.exceptions import ClientError
+
+        if sum(_documented_size(e) for e in Entries) > 256 * 1024:
+            self.refused_calls += 1
+            error = {"Code": "ValidationException", "Message": "Total size of the entries is over the limit."}
+            raise ClientError({"Error": error}, "PutEvents")
+        return dict(self.real.put_events(Entries=Entries))
+
+
+def test_a_won_deal_with_a_huge_journey_is_published_bounded_and_never_holds_the_stream(functions, aws):
+    # Given 130 sessions with 1,000-character UTM tags, a form, and the deal won ...
+    tag = "q" * 1000
+    for n in range(130):
+        url = f"{SITE_ORIGIN}/p?utm_source=s{n}{tag}&utm_medium=cpc{tag}&utm_campaign=c{n}{tag}"
+        page_view(functions.collect, f"evt-big-{n:04d}", url, minutes_ago=600 - 2 * n)
+    submit(functions.identify)
+    deal(functions.crm_webhook, "evt_won", "won", stage="closed won", version=1)
+    # ... and behind it, another visitor's touch in the same stream
+    page_view(functions.collect, "evt-other-0001", LINKEDIN_AD, visitor=PHONE, minutes_ago=0)
+    limited = _EventBridgeSizeLimit(boto3.client("events", region_name=REGION))
+    functions.publish.publisher._client = limited
+
+    # When the stream is relayed
+    reply = publish(functions, aws)
+
+    # Then nothing is retried, EventBridge refused nothing, and everything reached the bus
+    assert reply == {"batchItemFailures": []}
+    assert limited.refused_calls == 0
+    received = by_type(aws.bus.received())
+    [won] = received["closedloop.deal.won.v1"]
+    detail = DealWon.model_validate(won["detail"])
+    kept, omitted = len(detail.attribution.touches), detail.attribution.touches_omitted
+    assert kept + omitted == 130 and omitted > 0  # capped, and it says by how much
+    assert sum(c.credit for c in detail.attribution.channels) == pytest.approx(1.0)  # totals: whole journey
+    assert len(json.dumps(won["detail"], separators=(",", ":")).encode()) <= 128 * 1024
+    touched = {e["detail"]["visitor_id"] for e in received["closedloop.touch.recorded.v1"]}
+    assert touched == {LAPTOP, PHONE}  # the other visitor's touch, behind the deal, went out too

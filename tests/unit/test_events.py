@@ -15,13 +15,17 @@ from closedloop.deal_attribution import credit_deal
 from closedloop.deals import StoredDeal
 from closedloop.errors import StoreUnavailableError
 from closedloop.events import (
+    ENTRY_BUDGET,
     EVENT_SOURCE,
     EVENT_TYPES,
+    MAX_ENTRY_BYTES,
     DealAttribution,
+    DealWon,
     EventPublisher,
     LeadMerged,
     TouchRecorded,
     TouchSource,
+    entry_size,
     event_entry,
     ms_to_datetime,
 )
@@ -136,6 +140,133 @@ def test_nothing_to_publish_makes_no_call():
     client = RecordingClient()
     assert EventPublisher("bus", client=client).publish([]).published == 0  # type: ignore[arg-type]
     assert client.calls == []
+
+
+class EventBridgeLimits(RecordingClient):
+    """Refuses what EventBridge refuses: a call over 256 KiB of entries (sized as documented) is a
+    ValidationException for the whole call; ``invalid`` entries (by event id) get ``InvalidArgument``."""
+
+    def __init__(self, invalid: set[str] | None = None) -> None:
+        super().__init__()
+        self.invalid = invalid or set()
+
+    def put_events(self, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        from botocore.exceptions import ClientError
+
+        self.calls.append(Entries)
+        if sum(entry_size(e) for e in Entries) > 256 * 1024:
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationException",
+                        "Message": "Total size of the entries in the request is over the limit.",
+                    }
+                },
+                "PutEvents",
+            )
+        results = [
+            {"ErrorCode": "InvalidArgument", "ErrorMessage": "bad"}
+            if json.loads(e["Detail"])["event_id"] in self.invalid
+            else {"EventId": "x"}
+            for e in Entries
+        ]
+        return {"FailedEntryCount": sum("ErrorCode" in r for r in results), "Entries": results}
+
+
+def long_journey_won(touches: int = 130, tag_length: int = 1000) -> DealWon:
+    """A won deal whose journey is ``touches`` sessions, each with ``tag_length``-character UTM tags."""
+    from closedloop.events import ChannelCredit, TouchCredit
+
+    tag = "x" * tag_length
+    credits = [0.3 if i in (0, 60, touches - 1) else 0.1 / (touches - 3) for i in range(touches)]
+    return DealWon(
+        event_id="won:generic:D-1:2",
+        occurred_at=ms_to_datetime(T0 + 10 * HOUR),
+        crm="generic",
+        deal_id="D-1",
+        amount="1000",
+        currency="EUR",
+        lead_ids=("ld_1",),
+        credited_channels=("Paid Social",),
+        attribution=DealAttribution(
+            model="w_shaped",
+            lookback_days=90,
+            touches=tuple(
+                TouchCredit(
+                    touch_id=f"t{i:03d}",
+                    touched_at=ms_to_datetime(T0 + i * 1000),
+                    source=TouchSource(channel="Paid Social", source=tag, medium=tag, campaign=f"{i}{tag}"),
+                    credit=credit,
+                    revenue_credit=credit * 1000,
+                )
+                for i, credit in enumerate(credits)
+            ),
+            channels=(ChannelCredit(channel="Paid Social", credit=1.0, revenue_credit=1000.0),),
+        ),
+    )
+
+
+def test_every_entry_is_sized_as_eventbridge_documents():
+    # Time: 14 bytes; Source, DetailType, Detail and each Resource: their UTF-8 bytes; no bus name
+    entry = {
+        "Time": T0,
+        "Source": "closedloop",
+        "DetailType": "t.v1",
+        "Detail": '{"a":"é"}',
+        "EventBusName": "b",
+    }
+    assert entry_size(entry) == 14 + 10 + 4 + len('{"a":"é"}'.encode())
+    assert entry_size({**entry, "Resources": ["arn:ü"]}) == entry_size(entry) + 6
+    event = recorded(1)
+    assert entry_size(event_entry(event, "bus")) == 14 + 10 + len(event.detail_type) + len(
+        event.model_dump_json().encode()
+    )
+
+
+def test_a_won_deal_too_large_for_eventbridge_keeps_its_most_credited_touches_and_counts_the_rest():
+    # Given a won deal whose journey is 130 sessions with 1,000-character UTM tags: over 256 KiB
+    event = long_journey_won()
+    assert entry_size(event_entry(event, "bus")) > MAX_ENTRY_BYTES
+    client = EventBridgeLimits()
+
+    # When it is published
+    result = EventPublisher("bus", client=client).publish([event, recorded(1)])  # type: ignore[arg-type]
+
+    # Then it went out, within the budget, with the three 30 % touches, and says what it left out
+    assert (result.published, result.first_failed, result.refused) == (2, None, ())
+    [sent] = [e for call in client.calls for e in call if e["DetailType"] == DealWon.detail_type]
+    assert entry_size(sent) <= ENTRY_BUDGET
+    detail = DealWon.model_validate_json(sent["Detail"])
+    kept = [t.touch_id for t in detail.attribution.touches]
+    assert {"t000", "t060", "t129"} <= set(kept) and kept == sorted(kept)  # journey order
+    assert detail.attribution.touches_omitted == 130 - len(kept) > 0
+    assert detail.attribution.channels == event.attribution.channels  # the totals are the whole journey's
+    assert detail.credited_channels == ("Paid Social",)
+
+
+def test_an_event_within_the_budget_is_published_whole():
+    event = long_journey_won(touches=5)
+    assert event.within(ENTRY_BUDGET) is event
+    client = EventBridgeLimits()
+    EventPublisher("bus", client=client).publish([event])  # type: ignore[arg-type]
+    assert DealWon.model_validate_json(client.calls[0][0]["Detail"]) == event
+
+
+def test_an_entry_eventbridge_refuses_as_invalid_is_reported_and_does_not_hold_the_others():
+    client = EventBridgeLimits(invalid={"touch:v1:t3"})
+    result = EventPublisher("bus", client=client).publish([recorded(n) for n in range(12)])  # type: ignore[arg-type]
+
+    assert (result.published, result.first_failed, result.refused) == (11, None, (3,))
+    assert len(client.calls) == 2  # not retried
+
+
+def test_an_entry_over_the_limit_even_when_bounded_is_refused_without_a_call():
+    huge = recorded(2).model_copy(update={"landing_path": "/" + "p" * MAX_ENTRY_BYTES})
+    client = EventBridgeLimits()
+    result = EventPublisher("bus", client=client).publish([recorded(1), huge, recorded(3)])  # type: ignore[arg-type]
+
+    assert (result.published, result.first_failed, result.refused) == (2, None, (1,))
+    assert [json.loads(e["Detail"])["touch_id"] for call in client.calls for e in call] == ["t1", "t3"]
 
 
 # -- a won deal's credit -------------------------------------------------------------------------------
@@ -357,3 +488,28 @@ def test_a_queue_failure_retries_the_whole_batch_before_any_event():
     )
     assert result.failed_sequence == "100"
     assert client.calls == []
+
+
+def test_an_undeliverable_event_or_unreadable_change_never_holds_the_records_behind_it():
+    # Given four changes: the second's image is malformed, the third's event EventBridge refuses
+    def interpret(item: TableChange) -> ChangeOutcome:
+        n = int(item.sequence_number) - 100
+        if n == 1:
+            Touch.model_validate({})  # what a malformed stored image does
+        return ChangeOutcome(events=(recorded(n),), changed_leads=(f"ld_{n}",))
+
+    client = EventBridgeLimits(invalid={"touch:v1:t2"})
+    queue = FakeQueue()
+    result = relay_changes(
+        [numbered(n) for n in range(4)],
+        interpret=interpret,
+        publisher=EventPublisher("bus", client=client),  # type: ignore[arg-type]
+        queue=queue,  # type: ignore[arg-type]
+    )
+
+    # Then nothing is retried, everything else is delivered, and both are counted
+    assert result.failed_sequence is None
+    assert (result.skipped, result.refused, result.events) == (1, 1, 2)
+    assert queue.sent == ["ld_0", "ld_2", "ld_3"]
+    sent = [json.loads(e["Detail"])["touch_id"] for call in client.calls for e in call]
+    assert sent == ["t0", "t2", "t3"]

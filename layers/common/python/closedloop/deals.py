@@ -11,7 +11,9 @@ calls :func:`record_delivery`. Every write is idempotent, so a CRM may redeliver
    new state (only over the revision it was computed from), the links of new leads to the deal and
    the offline leads (each only if no profile exists). So a failed write leaves no e-mail behind, and
    a retry finds the event and changes nothing. An event older than the state is kept in the history
-   but does not move the state, and creates no lead: nothing would link it to the deal.
+   but does not move the state and creates no lead; its contacts that are not on the state are still
+   linked to the deal (a ``DEAL#`` link, no profile), so erasing one of them finds the event that
+   names them.
 
 A transaction holds at most 100 items: the history, the state, and per contact new to the deal a link
 and maybe a lead. So an event keeps at most :data:`MAX_EVENT_CONTACTS` contacts, its first ones (the
@@ -121,6 +123,7 @@ class DealStore(Protocol):
         previous: StoredDeal | None,
         received_at: int,
         leads: Sequence[Lead] = (),
+        late_contacts: Sequence[str] = (),
     ) -> DealWrite: ...
 
 
@@ -252,8 +255,13 @@ def record_deal_event(event: DealEvent, *, store: DealStore, received_at: int) -
                 for lead_id, email in leads.items()
                 if lead_id not in known
             ]
+        # An older event moves nothing, but names its contacts: link those the deal does not list, so
+        # erasing one of them finds this event in the history.
+        late = (
+            [] if state is not None or previous is None else [i for i in leads if i not in previous.lead_ids]
+        )
         written = store.record_deal_event(
-            event, state=stored, previous=previous, received_at=received_at, leads=offline
+            event, state=stored, previous=previous, received_at=received_at, leads=offline, late_contacts=late
         )
         if written.outcome is WriteOutcome.STORED:
             return RecordedEvent(

@@ -10,8 +10,12 @@ it. What is erased (:func:`erase_person`):
   another lead (a shared computer) keeps what is that other person's: only the events and touches
   inside the erased lead's link intervals go;
 - on each of the lead's deals: the e-mail from ``contact_emails`` of the state and of every event of
-  the history, and the lead from ``lead_ids``. The deal itself is the company's record and stays; it is
-  re-indexed as changed now, so the next attribute run credits it again without this person;
+  the history, in every spelling a CRM may have stored (upper case, the domain in IDNA's ASCII form
+  ``xn--...`` or in Unicode, composed or decomposed): a stored address is the person's when it
+  normalises to the same address (:func:`same_person`); and the lead from ``lead_ids``. The deal
+  itself is the company's record and stays; it is re-indexed as changed now, so the next attribute
+  run credits it again without this person. A deal event that arrived after a newer one links its
+  contacts to the deal all the same (:mod:`closedloop.deals`), so it is found too;
 - in the lake: the lead's row of ``leads``, the erased touches' rows of ``touches``, and every row of
   the affected deals in ``deals``, ``attribution_credits`` and ``pipeline`` (their credits were
   computed from this person's journey; the next attribute run writes them again without it), and
@@ -31,9 +35,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from closedloop.clock import day_of
+from closedloop.errors import InvalidInputError
 from closedloop.identity import lead_id_for, normalise_email
 from closedloop.store.erasure import Key
 
@@ -42,7 +48,7 @@ if TYPE_CHECKING:
 
     from closedloop.lake import Lake
 
-__all__ = ["ErasureReport", "ErasureStore", "erase_person"]
+__all__ = ["ErasureReport", "ErasureStore", "erase_person", "same_person"]
 
 # Datasets whose rows are per deal (the job rewrites them when a deal changes).
 DEAL_DATASETS = ("deals", "attribution_credits")
@@ -54,8 +60,33 @@ class ErasureStore(Protocol):
     def partition_items(self, pk: str) -> list[dict[str, Any]]: ...
     def delete_items(self, keys: Iterable[Key]) -> int: ...
     def forget_deal_contact(
-        self, pk: str, *, lead_id: str, emails: frozenset[str], changed_at: int, crm: str, deal_id: str
+        self,
+        pk: str,
+        *,
+        lead_id: str,
+        is_contact: Callable[[str], bool],
+        changed_at: int,
+        crm: str,
+        deal_id: str,
     ) -> bool: ...
+
+
+def same_person(normalised: str) -> Callable[[str], bool]:
+    """Whether a stored address is ``normalised`` (a form's normalisation), however it is spelled.
+
+    CRMs store addresses lower-cased only: ``ada@xn--bcher-kva.de`` and a decomposed ``ada@bu\u0308cher.de``
+    are ``ada@bücher.de`` once normalised as a form's (IDNA decoded, NFC). An address that does not
+    validate is compared lower-cased and trimmed.
+    """
+
+    @cache
+    def matches(stored: str) -> bool:
+        try:
+            return normalise_email(stored) == normalised
+        except InvalidInputError:
+            return stored.strip().lower() == normalised
+
+    return matches
 
 
 @dataclass
@@ -252,11 +283,16 @@ def erase_person(email: str, *, store: ErasureStore, lake: Lake | None, now_ms: 
     )
     if lake is not None:
         _erase_from_lake(lake, plan, report)
-    # The CRM's spelling of the address too (lower-cased, not IDNA-normalised like a form's).
-    emails = frozenset({normalised, email.strip().lower()})
+    # Every spelling a CRM may have stored (lower-cased only, not normalised like a form's).
+    is_contact = same_person(normalised)
     for crm, deal_id in sorted(plan.deals.values()):
         report.deals_updated += store.forget_deal_contact(
-            f"D#{crm}#{deal_id}", lead_id=lead_id, emails=emails, changed_at=now_ms, crm=crm, deal_id=deal_id
+            f"D#{crm}#{deal_id}",
+            lead_id=lead_id,
+            is_contact=is_contact,
+            changed_at=now_ms,
+            crm=crm,
+            deal_id=deal_id,
         )
     report.items_deleted += store.delete_items(plan.visitor_keys)
     report.items_deleted += store.delete_items(plan.lead_keys)

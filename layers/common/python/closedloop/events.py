@@ -12,6 +12,12 @@ Events are decided from committed table changes (:mod:`closedloop.changes`), so 
 which writes nothing, publishes nothing. ``event_id`` is derived from what changed: the same change
 always has the same id, and a consumer that must not act twice dedupes on it (EventBridge itself
 delivers at least once).
+
+Every entry is sized before ``PutEvents`` as EventBridge documents it (:func:`entry_size`) and kept
+within :data:`ENTRY_BUDGET`: a won deal's journey is the one part without a bound (130 sessions with
+1,000-character UTM tags make 285 KB), so ``deal.won`` keeps the touches with the most credit and says
+how many it left out (:meth:`DealWon.within`). An entry EventBridge can never accept (still too large,
+or refused as invalid) is reported as refused, never retried: it would hold every record behind it.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
 __all__ = [
+    "ENTRY_BUDGET",
     "EVENT_SOURCE",
     "EVENT_TYPES",
     "MAX_ENTRIES_PER_CALL",
+    "MAX_ENTRY_BYTES",
     "ChannelCredit",
     "DealAttribution",
     "DealStageChanged",
@@ -44,14 +52,25 @@ __all__ = [
     "TouchCredit",
     "TouchRecorded",
     "TouchSource",
+    "bounded_event",
+    "entry_size",
     "event_entry",
     "ms_to_datetime",
 ]
 
 EVENT_SOURCE = "closedloop"
-# PutEvents takes at most 10 entries per call, 256 KiB in total.
+# PutEvents takes at most 10 entries per call, 256 KiB in total; EventBridge refuses a larger entry.
 MAX_ENTRIES_PER_CALL = 10
 MAX_CALL_BYTES = 256 * 1024
+MAX_ENTRY_BYTES = MAX_CALL_BYTES
+# What an entry is kept within: half EventBridge's limit, so the event as a target receives it (the
+# envelope, a rule's input transformer) still fits a 256 KB target (SQS, Lambda's asynchronous
+# invocation), and two won deals share a call.
+ENTRY_BUDGET = 128 * 1024
+# PutEvents' per-entry errors that retrying the same entry can never fix (EventBridge's API reference).
+# Access and authorisation errors are left out on purpose: they fail every entry, so they are retried
+# and alarm rather than being dropped one by one.
+INVALID_ENTRY_ERRORS = frozenset({"InvalidArgument", "MalformedDetail"})
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -190,6 +209,14 @@ class DealAttribution(BaseModel):
     lookback_days: float
     touches: tuple[TouchCredit, ...] = ()
     channels: tuple[ChannelCredit, ...] = Field(default=(), description="By credit, largest first.")
+    touches_omitted: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Credited touches left out of `touches` to keep the event within its size "
+            "budget (those with the least credit); `channels` still counts them.",
+        ),
+    ] = 0
 
 
 class DealWon(DomainEvent):
@@ -213,6 +240,36 @@ class DealWon(DomainEvent):
     ] = ()
     attribution: DealAttribution
 
+    def within(self, budget: int) -> DealWon:
+        """This event with as many of its credited touches as fit ``budget`` bytes (entry size).
+
+        The touches with the most credit stay (ties: the earlier), in their journey order; the others
+        are counted in ``attribution.touches_omitted``. The channel totals are the whole journey's.
+        """
+        if entry_size(event_entry(self, "")) <= budget:
+            return self
+        touches = self.attribution.touches
+        ranked = sorted(range(len(touches)), key=lambda i: (-touches[i].credit, touches[i].touched_at, i))
+
+        def keeping(count: int) -> DealWon:
+            kept = sorted(ranked[:count])
+            attribution = self.attribution.model_copy(
+                update={
+                    "touches": tuple(touches[i] for i in kept),
+                    "touches_omitted": self.attribution.touches_omitted + len(touches) - count,
+                }
+            )
+            return self.model_copy(update={"attribution": attribution})
+
+        low, high = 0, len(touches)  # the largest count that fits, by bisection (size grows with it)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if entry_size(event_entry(keeping(middle), "")) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        return keeping(low)
+
 
 EVENT_TYPES: tuple[type[DomainEvent], ...] = (
     TouchRecorded,
@@ -234,18 +291,33 @@ def event_entry(event: DomainEvent, bus_name: str) -> dict[str, Any]:
     }
 
 
-def _entry_size(entry: dict[str, Any]) -> int:
-    # EventBridge's documented size: source, detail-type, detail, resources and 14 bytes for the time.
-    return len(entry["Source"]) + len(entry["DetailType"]) + len(entry["Detail"].encode()) + 14
+def entry_size(entry: dict[str, Any]) -> int:
+    """A ``PutEvents`` entry's size as EventBridge calculates it ("Calculating PutEvents event entry
+    size"): 14 bytes for ``Time`` if set, the UTF-8 bytes of ``Source``, ``DetailType``, ``Detail``
+    and of each of ``Resources``. The bus name does not count."""
+    size = 14 if entry.get("Time") is not None else 0
+    for name in ("Source", "DetailType", "Detail"):
+        if entry.get(name) is not None:
+            size += len(str(entry[name]).encode("utf-8"))
+    return size + sum(len(str(resource).encode("utf-8")) for resource in entry.get("Resources") or ())
+
+
+def bounded_event(event: DomainEvent, budget: int = ENTRY_BUDGET) -> DomainEvent:
+    """The event as it is published: a won deal's journey capped to ``budget`` (:meth:`DealWon.within`);
+    every other event's fields are bounded at ingest, so it is returned as is."""
+    return event.within(budget) if isinstance(event, DealWon) else event
 
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     """``published`` events went out, in order; ``first_failed`` is the index of the first that did
-    not (``None`` when all did). Events after a failed one may have gone out too (same call)."""
+    not and must be retried (``None`` when none); events after it may have gone out too (same call).
+    ``refused`` are the indexes, before ``first_failed``, of events EventBridge can never accept
+    (too large, or refused as invalid): they are not retried."""
 
     published: int
     first_failed: int | None = None
+    refused: tuple[int, ...] = ()
 
 
 class EventPublisher:
@@ -270,36 +342,52 @@ class EventPublisher:
         return self._client
 
     def publish(self, events: Sequence[DomainEvent]) -> PublishResult:
-        """Publish ``events`` in order, stopping at the first call with a failed entry.
+        """Publish ``events`` in order, each sized and bounded first, stopping at the first call with
+        an entry to retry.
 
         Returns
         -------
         PublishResult
-            How many went out before the first failure, and its index.
+            How many went out before the first failure to retry, its index, and the events refused.
         """
         from botocore.exceptions import BotoCoreError, ClientError
 
-        entries = [event_entry(event, self.bus_name) for event in events]
+        refused: list[int] = []
+        entries: list[tuple[int, dict[str, Any], int]] = []  # (index of the event, entry, size)
+        for index, event in enumerate(events):
+            entry = event_entry(bounded_event(event), self.bus_name)
+            size = entry_size(entry)
+            if size > MAX_ENTRY_BYTES:
+                refused.append(index)
+            else:
+                entries.append((index, entry, size))
+        published = 0
         start = 0
         while start < len(entries):
-            chunk = [entries[start]]
-            size = _entry_size(entries[start])
+            end, size = start + 1, entries[start][2]
             while (
-                start + len(chunk) < len(entries)
-                and len(chunk) < MAX_ENTRIES_PER_CALL
-                and size + _entry_size(entries[start + len(chunk)]) <= MAX_CALL_BYTES
+                end < len(entries)
+                and end - start < MAX_ENTRIES_PER_CALL
+                and size + entries[end][2] <= MAX_CALL_BYTES
             ):
-                size += _entry_size(entries[start + len(chunk)])
-                chunk.append(entries[start + len(chunk)])
+                size += entries[end][2]
+                end += 1
+            chunk = entries[start:end]
+            first = chunk[0][0]
             try:
-                reply = self.client.put_events(Entries=chunk)
+                reply = self.client.put_events(Entries=[entry for _, entry, _ in chunk])
             except (ClientError, BotoCoreError):
-                return PublishResult(published=start, first_failed=start)
-            if reply.get("FailedEntryCount", 0):
-                results = reply.get("Entries", [])
-                failed = next(
-                    (i for i, result in enumerate(results) if result.get("ErrorCode")), len(chunk) - 1
-                )
-                return PublishResult(published=start + failed, first_failed=start + failed)
-            start += len(chunk)
-        return PublishResult(published=len(entries))
+                return PublishResult(published, first, tuple(i for i in refused if i < first))
+            results = list(reply.get("Entries", []))
+            if reply.get("FailedEntryCount", 0) and len(results) != len(chunk):
+                return PublishResult(published, first, tuple(i for i in refused if i < first))
+            for (index, _, _), result in zip(chunk, results, strict=False):
+                code = result.get("ErrorCode")
+                if not code:
+                    published += 1
+                elif code in INVALID_ENTRY_ERRORS:
+                    refused.append(index)
+                else:
+                    return PublishResult(published, index, tuple(sorted(i for i in refused if i < index)))
+            start = end
+        return PublishResult(published, None, tuple(sorted(refused)))

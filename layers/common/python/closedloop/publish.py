@@ -10,6 +10,12 @@ Write-back messages go first because they are idempotent (the worker skips a lea
 not change); events go last, so a retry repeats as few of them as possible. A retry can still repeat
 an event that went out in a ``PutEvents`` call another entry of which failed: consumers dedupe on
 ``event_id``.
+
+Only what a retry can fix is retried: a failed read, queue or bus call. A record that can never be
+delivered does not hold the records behind it (they are other visitors' touches, other leads'
+write-backs): a change whose stored image cannot be read as its model is skipped, and an event
+EventBridge can never accept (too large even once bounded, or refused as invalid) is refused; each is
+logged with its key or event id (pseudonyms, never an e-mail) and counted.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class RelayResult:
     events: int
     leads: int
     failed_sequence: str | None = None
+    skipped: int = 0  # changes that cannot be interpreted, ever (malformed images)
+    refused: int = 0  # events EventBridge can never accept
 
 
 def relay_changes(
@@ -63,6 +71,7 @@ def relay_changes(
     """
     outcomes: list[tuple[TableChange, ChangeOutcome]] = []
     failed: str | None = None
+    skipped = 0
     for change in changes:
         try:
             outcomes.append((change, interpret(change)))
@@ -70,6 +79,14 @@ def relay_changes(
             logger.warning("change not interpreted: retried", error=type(exc).__name__, sk_type=change.sk[:2])
             failed = change.sequence_number
             break
+        except (ValueError, TypeError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            logger.error(
+                "change cannot be interpreted: skipped",
+                error=type(exc).__name__,
+                sk_type=change.sk[:2],
+                sequence_number=change.sequence_number,
+            )
+            skipped += 1
 
     leads = [lead for _, outcome in outcomes for lead in outcome.changed_leads]
     if queue is not None and leads:
@@ -84,9 +101,19 @@ def relay_changes(
         (change.sequence_number, event) for change, outcome in outcomes for event in outcome.events
     ]
     published = len(events)
+    refused = 0
     if publisher is not None and events:
         result = publisher.publish([event for _, event in events])
         published = result.published
+        refused = len(result.refused)
+        for index in result.refused:
+            sequence, event = events[index]
+            logger.error(
+                "event refused: EventBridge can never accept it",
+                detail_type=event.detail_type,
+                event_id=event.event_id,
+                sequence_number=sequence,
+            )
         if result.first_failed is not None:
             logger.warning("events not published: retried from the first", failed=len(events) - published)
             failed = events[result.first_failed][0]
@@ -95,4 +122,6 @@ def relay_changes(
         events=published if publisher is not None else 0,
         leads=len(set(leads)) if queue is not None else 0,
         failed_sequence=failed,
+        skipped=skipped,
+        refused=refused,
     )

@@ -1,12 +1,20 @@
-"""The named queries analysts start from: the same SQL in Athena (CDK named queries) and DuckDB (demo)."""
+"""The named queries analysts start from: the same SQL in Athena (CDK named queries) and DuckDB (demo).
+
+The files name their tables ``closedloop.<dataset>``, the default stack's Glue database; another stack's
+database has another name (``infra.constructs.analytics.analytics_name``), and :meth:`NamedQuery.in_database`
+gives the query with its tables in that one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib.resources import files
 
-__all__ = ["NamedQuery", "named_queries"]
+__all__ = ["DEFAULT_DATABASE", "NamedQuery", "named_queries"]
+
+DEFAULT_DATABASE = "closedloop"
 
 
 @dataclass(frozen=True)
@@ -14,6 +22,16 @@ class NamedQuery:
     name: str
     description: str  # the comment lines at the top of the file
     sql: str
+
+    def in_database(self, database: str) -> NamedQuery:
+        """This query with each ``closedloop.<dataset>`` table qualified by ``database`` instead."""
+        from closedloop.analytics.datasets import DATASETS
+
+        if not re.fullmatch(r"[a-z0-9_]+", database):
+            raise ValueError(f"not a Glue database name: {database!r}")
+        names = "|".join(sorted((re.escape(d.name) for d in DATASETS), key=len, reverse=True))
+        pattern = rf"\b{DEFAULT_DATABASE}\.({names})\b"
+        return replace(self, sql=re.sub(pattern, lambda m: f"{database}.{m.group(1)}", self.sql))
 
 
 @cache

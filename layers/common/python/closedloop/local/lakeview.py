@@ -1,4 +1,5 @@
-"""The Athena tables on this machine: DuckDB views ``closedloop.<dataset>`` over the job's Parquet.
+"""The Athena tables on this machine: DuckDB views ``closedloop.<dataset>`` (or another database's name)
+over the job's Parquet.
 
 DuckDB has no S3 access offline (no httpfs), so the objects are downloaded to a folder first; the views
 then read them with Hive partitioning, so ``dt`` is a column exactly as in Athena and the named queries
@@ -7,6 +8,7 @@ run unchanged.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +35,10 @@ def download_lake(s3: Any, bucket: str, folder: Path) -> int:
     return count
 
 
-def duckdb_over_lake(folder: Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view ``closedloop.<dataset>`` per dataset over the Parquet in ``folder``.
+def duckdb_over_lake(folder: Path, *, database: str = "closedloop") -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view ``<database>.<dataset>`` per dataset over the Parquet in
+    ``folder``: ``closedloop`` as the default stack's Glue database, or another stack's name (run the
+    named queries there with :meth:`~closedloop.analytics.queries.NamedQuery.in_database`).
 
     A dataset without any partition yet is an empty view with the dataset's columns (as an empty
     Athena table would be).
@@ -42,7 +46,9 @@ def duckdb_over_lake(folder: Path) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     connection = duckdb.connect()
-    connection.execute("CREATE SCHEMA closedloop")
+    if not re.fullmatch(r"[a-z0-9_]+", database):
+        raise ValueError(f"not a Glue database name: {database!r}")
+    connection.execute(f"CREATE SCHEMA {database}")
     for ds in DATASETS:
         data = folder / ds.name
         if data.exists() and any(data.glob("*/*.parquet")):
@@ -50,5 +56,5 @@ def duckdb_over_lake(folder: Path) -> duckdb.DuckDBPyConnection:
         else:
             columns = ", ".join(f"CAST(NULL AS VARCHAR) AS {c.name}" for c in ds.columns)
             source = f"(SELECT {columns}, CAST(NULL AS VARCHAR) AS dt WHERE false)"
-        connection.execute(f"CREATE VIEW closedloop.{ds.name} AS SELECT * FROM {source}")  # noqa: S608 - our names
+        connection.execute(f"CREATE VIEW {database}.{ds.name} AS SELECT * FROM {source}")  # noqa: S608 - our names
     return connection

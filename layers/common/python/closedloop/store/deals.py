@@ -210,15 +210,11 @@ class DealStoreMixin:
             **lead.model_dump(),
         }
 
-    def _link_item(self, lead_id: str, state: StoredDeal) -> dict[str, Any]:
+    def _link_item(self, lead_id: str, crm: CrmName, deal_id: str, linked_at: int) -> dict[str, Any]:
         from closedloop.deals import DealLink
 
-        link = DealLink(lead_id=lead_id, crm=state.crm, deal_id=state.deal_id, linked_at=state.changed_at)
-        return {
-            "pk": f"L#{lead_id}",
-            "sk": f"DEAL#{state.crm.value}#{state.deal_id}",
-            **_attributes(link),
-        }
+        link = DealLink(lead_id=lead_id, crm=crm, deal_id=deal_id, linked_at=linked_at)
+        return {"pk": f"L#{lead_id}", "sk": f"DEAL#{crm.value}#{deal_id}", **_attributes(link)}
 
     def record_deal_event(
         self,
@@ -228,6 +224,7 @@ class DealStoreMixin:
         previous: StoredDeal | None,
         received_at: int,
         leads: Sequence[Lead] = (),
+        late_contacts: Sequence[str] = (),
     ) -> DealWrite:
         """Store one deal event, the deal's new state, its new lead links and offline leads, all or
         nothing (one transaction).
@@ -247,6 +244,10 @@ class DealStoreMixin:
         leads
             Profiles for the contacts new to the deal; each is created only if the lead has none (a
             contact who filled a form keeps theirs). Their ``version`` is stored as is.
+        late_contacts
+            For an event that does not move the state: the lead ids of its contacts that are not on
+            the state. Each is linked to the deal (``L#<lead>`` / ``DEAL#...``, no profile), so an
+            erasure of that person finds the deal and the event that names them.
 
         Returns
         -------
@@ -308,11 +309,23 @@ class DealStoreMixin:
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": self._item(self._link_item(lead_id, new_state)),
+                        "Item": self._item(
+                            self._link_item(lead_id, new_state.crm, new_state.deal_id, new_state.changed_at)
+                        ),
                     }
                 }
                 for lead_id in new_state.lead_ids
                 if lead_id not in known
+            ]
+        else:
+            operations += [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": self._item(self._link_item(lead_id, event.crm, event.deal_id, received_at)),
+                    }
+                }
+                for lead_id in dict.fromkeys(late_contacts)
             ]
         # Leads go last: a cancellation's reasons, item by item, then say which of them exist.
         first_lead = len(operations)

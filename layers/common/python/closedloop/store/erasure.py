@@ -8,7 +8,7 @@ deal's contacts without reading its amount through a float or dropping a field i
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from closedloop.clock import iso_ms
@@ -113,9 +113,19 @@ class ErasureStoreMixin:
         return len(unique)
 
     def forget_deal_contact(
-        self, pk: str, *, lead_id: str, emails: frozenset[str], changed_at: int, crm: str, deal_id: str
+        self,
+        pk: str,
+        *,
+        lead_id: str,
+        is_contact: Callable[[str], bool],
+        changed_at: int,
+        crm: str,
+        deal_id: str,
     ) -> bool:
         """Remove a lead and its e-mails from a deal's state and from every event of its history.
+
+        ``is_contact`` says which stored addresses are the person's (every spelling of theirs: the
+        domain logic decides, the store only applies it).
 
         The state is written only over the revision it was read at (the webhook's optimistic lock),
         with its revision moved on and indexed as changed at ``changed_at``, so the next attribute run
@@ -135,8 +145,8 @@ class ErasureStoreMixin:
         changed = False
         for event in self._wire_query(pk, "EV#"):
             contacts = _strings(event.get("contact_emails"))
-            if emails & set(contacts):
-                kept = [{"S": e} for e in contacts if e not in emails]
+            if any(map(is_contact, contacts)):
+                kept = [{"S": e} for e in contacts if not is_contact(e)]
                 self._set_attributes(event, {"contact_emails": {"L": kept}})
                 changed = True
         at = iso_ms(changed_at)
@@ -147,12 +157,12 @@ class ErasureStoreMixin:
             if state is None:
                 return changed
             contacts, leads = _strings(state.get("contact_emails")), _strings(state.get("lead_ids"))
-            if not emails & set(contacts) and lead_id not in leads:
+            if not any(map(is_contact, contacts)) and lead_id not in leads:
                 return changed
             revision = int(state.get("revision", {}).get("N", "0"))
             item = {
                 **state,
-                "contact_emails": {"L": [{"S": e} for e in contacts if e not in emails]},
+                "contact_emails": {"L": [{"S": e} for e in contacts if not is_contact(e)]},
                 "lead_ids": {"L": [{"S": lead} for lead in leads if lead != lead_id]},
                 "revision": {"N": str(revision + 1)},
                 "changed_at": {"N": str(changed_at)},
