@@ -400,6 +400,15 @@ def test_the_tracker_script_is_served(collect):
     assert b"sendBeacon" in (body if isinstance(body, bytes) else body.encode())
 
 
+def test_head_of_the_tracker_script_answers_its_get_headers(collect):
+    # docs/deploy.md's first check is `curl -sI "$API/t.js"`: a 200 with the script's headers
+    got = invoke(collect, api_event("GET", "/t.js"))
+    status, headers, _ = invoke(collect, api_event("HEAD", "/t.js"))
+
+    assert status == 200
+    assert headers == got[1]
+
+
 def test_health_and_openapi(collect):
     assert invoke(collect, api_event("GET", "/health"))[2]["status"] == "ok"
     status, _, document = invoke(collect, api_event("GET", "/openapi.json"))

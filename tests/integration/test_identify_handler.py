@@ -254,6 +254,47 @@ def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynam
     assert item_count(dynamodb) == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email"},
+        {"email": "ada@example.com", "visitor_id": "bad id!"},
+        {"email": "ada@example.com", "redirect": "https://evil.test/phish"},
+    ],
+    ids=["invalid-email", "invalid-visitor", "foreign-redirect"],
+)
+def test_a_filled_honeypot_gets_the_answer_a_person_would_get_for_bad_input(identify, dynamodb, body):
+    # When the same bad form is posted with and without the honeypot filled
+    as_person = invoke(identify, api_event("POST", "/identify", body=body))
+    as_bot = invoke(identify, api_event("POST", "/identify", body={**body, "website": "http://spam.test"}))
+
+    # Then both get the same 400: the honeypot does not tell the bot that it was caught
+    assert as_person[0] == 400
+    assert as_bot == as_person
+    assert item_count(dynamodb) == 0
+
+
+def test_a_filled_honeypot_gets_the_answer_a_person_would_get_for_a_good_form(identify, dynamodb):
+    def post(email: str, **extra: str) -> tuple[int, Any]:
+        status, _, reply = invoke(identify, api_event("POST", "/identify", body={"email": email, **extra}))
+        return status, reply
+
+    # A new address, spelled as a person would type it: the same normalised lead id, "created"
+    assert post(" Bob@Example.COM ", website="x") == (
+        200,
+        {"lead_id": lead_id_for("bob@example.com"), "status": "created"},
+    )
+    assert item_count(dynamodb) == 0
+    # An address that is already a lead: "updated", as a person's submission would answer
+    assert post("bob@example.com")[1]["status"] == "created"
+    items = item_count(dynamodb)
+    assert post("bob@example.com", website="x", form_id="other") == (
+        200,
+        {"lead_id": lead_id_for("bob@example.com"), "status": "updated"},
+    )
+    assert item_count(dynamodb) == items
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 

@@ -55,9 +55,12 @@ class LeadStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class IdentifyResult:
+    """What became of a submission. ``trapped``: the honeypot was filled; nothing was stored."""
+
     lead_id: str
     created: bool
     duplicate: bool = False
+    trapped: bool = False
 
 
 def safe_redirect(target: str, allowed_origins: tuple[str, ...], *, referer: str | None = None) -> str:
@@ -183,6 +186,10 @@ def identify_lead(
     neither field nor cookie is read, so no browsing history joins the lead. The lead keeps at most
     ``MAX_CUSTOM_FIELDS`` custom fields: this submission's, then earlier ones in name order while they fit.
 
+    A filled honeypot (``website``, which people never see) is a bot's submission: it is checked
+    exactly like a person's (the same 400s), then answered as a person's would be (``created`` unless
+    the lead exists) and nothing is stored, so the answer does not tell the bot it was caught.
+
     Raises
     ------
     InvalidInputError
@@ -200,6 +207,8 @@ def identify_lead(
     )
     submission_id = _submission_id(request, email, visitor_id, received_at)
     page = _split_page(request.page_url or page_url or "")
+    if request.website:
+        return IdentifyResult(lead_id, created=store.get_lead(lead_id) is None, trapped=True)
 
     for _attempt in range(MAX_CONFLICTS):
         previous = store.get_lead(lead_id)
