@@ -77,6 +77,8 @@ def post_identify():
         page_url=app.current_event.headers.get("referer"),
         opted_out=opts_out(app.current_event.headers.get("sec-gpc"), honor_gpc=settings.honor_gpc),
     )
+    if result.device_refused:
+        metrics.add_metric(name="DeviceLinksRefused", unit=MetricUnit.Count, value=1)
     if result.trapped:
         metrics.add_metric(name="HoneypotSubmissions", unit=MetricUnit.Count, value=1)
     else:
