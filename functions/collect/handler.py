@@ -44,6 +44,7 @@ def _store_events(events: list[CollectEvent], sent_at: int | None) -> CollectRes
         sent_at=sent_at,
         retention_days=settings.retention_days,
         opted_out=opted_out,
+        max_event_age_ms=settings.max_event_age_hours * 3_600_000,
     )
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=result.accepted)
     metrics.add_metric(name="EventsDuplicated", unit=MetricUnit.Count, value=result.duplicates)
@@ -53,6 +54,7 @@ def _store_events(events: list[CollectEvent], sent_at: int | None) -> CollectRes
 
 
 @app.get("/t.js", summary="The first-party tracker script", tags=["tracker"])
+@app.head("/t.js", summary="The tracker script's headers (a deploy check, a CDN)", tags=["tracker"])
 def get_tracker():
     return Response(
         200, TRACKER_CONTENT_TYPE, tracker_script(), headers={"Cache-Control": "public, max-age=3600"}

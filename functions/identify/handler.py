@@ -14,7 +14,6 @@ from closedloop.collect import opts_out
 from closedloop.errors import ClientInputError, InvalidInputError
 from closedloop.forms import is_html_form, read_form
 from closedloop.identify import VISITOR_COOKIE, identify_lead, safe_redirect
-from closedloop.identity import lead_id_for
 from closedloop.models.leads import IdentifyRequest, IdentifyResponse
 from closedloop.observability import get_tracer, logger, metrics
 from closedloop.settings import IdentifySettings
@@ -70,23 +69,23 @@ def post_identify():
         else None
     )
 
-    if request.website:
-        # Honeypot filled: a bot. Answer exactly like a success so it learns nothing; store nothing.
+    result = identify_lead(
+        request,
+        store=store,
+        received_at=now_ms(),
+        cookie_visitor_id=_cookie_visitor_id(),
+        page_url=app.current_event.headers.get("referer"),
+        opted_out=opts_out(app.current_event.headers.get("sec-gpc"), honor_gpc=settings.honor_gpc),
+    )
+    if result.device_refused:
+        metrics.add_metric(name="DeviceLinksRefused", unit=MetricUnit.Count, value=1)
+    if result.trapped:
         metrics.add_metric(name="HoneypotSubmissions", unit=MetricUnit.Count, value=1)
-        lead_id, status = lead_id_for(request.email.strip().lower()), "created"
     else:
-        result = identify_lead(
-            request,
-            store=store,
-            received_at=now_ms(),
-            cookie_visitor_id=_cookie_visitor_id(),
-            page_url=app.current_event.headers.get("referer"),
-            opted_out=opts_out(app.current_event.headers.get("sec-gpc"), honor_gpc=settings.honor_gpc),
-        )
         metrics.add_metric(
             name="LeadsCreated" if result.created else "LeadsUpdated", unit=MetricUnit.Count, value=1
         )
-        lead_id, status = result.lead_id, "created" if result.created else "updated"
+    lead_id, status = result.lead_id, "created" if result.created else "updated"
 
     if html_form:
         if redirect:

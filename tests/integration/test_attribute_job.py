@@ -38,6 +38,8 @@ def loop(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType
     )
     monkeypatch.setenv("WEBHOOK_SECRET_ARN", secret["ARN"])
     monkeypatch.setenv("BUCKET_NAME", BUCKET)
+    # These tests replay weeks of history in one run, as the demo does: events that old are accepted.
+    monkeypatch.setenv("MAX_EVENT_AGE_HOURS", str(400 * 24))
     return {name: load_function(name) for name in ("collect", "identify", "crm_webhook", "attribute")}
 
 

@@ -400,6 +400,15 @@ def test_the_tracker_script_is_served(collect):
     assert b"sendBeacon" in (body if isinstance(body, bytes) else body.encode())
 
 
+def test_head_of_the_tracker_script_answers_its_get_headers(collect):
+    # docs/deploy.md's first check is `curl -sI "$API/t.js"`: a 200 with the script's headers
+    got = invoke(collect, api_event("GET", "/t.js"))
+    status, headers, _ = invoke(collect, api_event("HEAD", "/t.js"))
+
+    assert status == 200
+    assert headers == got[1]
+
+
 def test_health_and_openapi(collect):
     assert invoke(collect, api_event("GET", "/health"))[2]["status"] == "ok"
     status, _, document = invoke(collect, api_event("GET", "/openapi.json"))
@@ -503,3 +512,43 @@ def test_a_landing_a_day_late_has_the_attribute_job_refresh_the_day_of_the_touch
     assert store.late_touch_days("2026-01-02") == ["2025-12-31", "2026-01-01"]
     assert [t.touch_id for t in store.touches_on_day("2025-12-31")] == ["evt-00000001"]
     assert list(store.touches_on_day("2026-01-01")) == []
+
+
+# -- issue 14, item 6: a touch cannot be dated years back to become a lead's original source -------------
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        {"ts": 946_684_800_000},  # 2000-01-01, no sent_at: the client's clock as it is
+        {"ts": int(time.time() * 1000) - 73 * 3_600_000, "sent_at": int(time.time() * 1000)},
+        {"ts": 946_684_800_000, "sent_at": 946_684_800_000 + 5 * 365 * 86_400_000},
+    ],
+    ids=["year-2000", "73-hours-before-sent", "five-years-before-sent"],
+)
+def test_an_event_dated_more_than_72_hours_back_is_refused(collect, dynamodb, times):
+    body = {"event_id": "evt-00000001", "visitor_id": VISITOR, "url": f"{SITE_ORIGIN}/?utm_source=x", **times}
+
+    status, _, reply = invoke(collect, api_event("POST", "/collect", body=body))
+
+    assert (status, reply["error"]["code"]) == (400, "invalid_request"), reply
+    assert reply["error"]["details"][0]["loc"] == ["events", 0, "ts"]
+    assert "72 hours" in reply["error"]["message"]
+    assert item_count(dynamodb) == 0
+
+
+def test_an_event_71_hours_old_is_stored_at_its_time(collect, dynamodb):
+    now = int(time.time() * 1000)
+    body = {
+        "event_id": "evt-00000001",
+        "visitor_id": VISITOR,
+        "url": f"{SITE_ORIGIN}/",
+        "ts": now - 71 * 3_600_000,
+        "sent_at": now,
+    }
+
+    status, _, reply = invoke(collect, api_event("POST", "/collect", body=body))
+
+    assert (status, reply["accepted"]) == (200, 1)
+    [event] = [i for i in dynamodb.scan(TableName=TABLE_NAME)["Items"] if i["sk"]["S"].startswith("E#")]
+    assert abs(int(event["occurred_at"]["N"]) - (now - 71 * 3_600_000)) < 60_000

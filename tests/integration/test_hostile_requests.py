@@ -199,3 +199,67 @@ def test_a_base64_encoded_page_view_in_utf8_is_stored(loop, dynamodb, content_ty
     status, _, reply = invoke(loop["collect"], base64_event(body, content_type))
 
     assert (status, reply["accepted"]) == (200, 1), reply
+
+
+# -- issue 14, item 5: half of a UTF-16 surrogate pair is valid JSON but no text DynamoDB can store ----
+
+HALF_PAIR = "\ud800"  # json.dumps writes it as the escape "\ud800", as a hostile sender would
+
+
+def _track(props: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "name": "plan_selected",
+        "event_id": "evt-00000001",
+        "visitor_id": VISITOR,
+        "url": f"{SITE_ORIGIN}/pricing",
+        "props": props,
+        **fields,
+    }
+
+
+@pytest.mark.parametrize(
+    ("function", "body", "field"),
+    [
+        ("identify", {"email": "ada@example.com", "notes": f"hi {HALF_PAIR}"}, "notes"),
+        ("identify", {"email": "ada@example.com", "first_name": HALF_PAIR}, "first_name"),
+        ("identify", {"email": "ada@example.com", f"x{HALF_PAIR}": "a"}, "x\\ud800"),
+        ("collect", _track({"plan": HALF_PAIR}), "props.plan"),
+        ("collect", _track({"plan": "growth"}, title="\udfff"), "title"),
+        ("collect", {"events": [_track({}), _track({"p": HALF_PAIR})]}, "events.1.props.p"),
+    ],
+    ids=["custom-field", "profile-field", "field-name", "track-prop", "title", "batch"],
+)
+def test_an_unpaired_surrogate_is_a_400_that_names_the_field(loop, dynamodb, function, body, field):  # noqa: F811
+    # Given a JSON body whose text escapes half of a surrogate pair
+    raw = json.dumps(body)
+    assert "\\ud800" in raw or "\\udfff" in raw
+
+    # When it is posted
+    status, _, reply = invoke(
+        loop[function],
+        api_event("POST", f"/{function}", body=raw, content_type="application/json"),
+    )
+
+    # Then it is refused as the sender's mistake, naming the field, and nothing is stored
+    assert (status, reply["error"]["code"]) == (400, "invalid_request"), reply
+    assert f"the field {field} is not valid text" in reply["error"]["message"]
+    assert reply["error"]["details"][0]["type"] == "unpaired_surrogate"
+    assert item_count(dynamodb) == 0
+
+
+def test_a_multipart_field_in_a_charset_that_decodes_to_a_surrogate_is_a_400(loop, dynamodb):  # noqa: F811
+    # UTF-7 spells U+D800 as "+2AA-": Python decodes it, DynamoDB could not store it.
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\nada@example.com\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="notes"\r\n'
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n+2AA-\r\n--b--\r\n"
+    )
+    event = api_event("POST", "/identify", body=body, content_type="multipart/form-data; boundary=b")
+    event["headers"]["accept"] = "application/json"
+
+    status, headers, reply = invoke(loop["identify"], event)
+
+    assert status == 400
+    assert "notes" in (reply if isinstance(reply, str) else json.dumps(reply))
+    assert item_count(dynamodb) == 0

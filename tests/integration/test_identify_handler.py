@@ -254,6 +254,47 @@ def test_a_filled_honeypot_looks_like_success_and_stores_nothing(identify, dynam
     assert item_count(dynamodb) == 0
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "not-an-email"},
+        {"email": "ada@example.com", "visitor_id": "bad id!"},
+        {"email": "ada@example.com", "redirect": "https://evil.test/phish"},
+    ],
+    ids=["invalid-email", "invalid-visitor", "foreign-redirect"],
+)
+def test_a_filled_honeypot_gets_the_answer_a_person_would_get_for_bad_input(identify, dynamodb, body):
+    # When the same bad form is posted with and without the honeypot filled
+    as_person = invoke(identify, api_event("POST", "/identify", body=body))
+    as_bot = invoke(identify, api_event("POST", "/identify", body={**body, "website": "http://spam.test"}))
+
+    # Then both get the same 400: the honeypot does not tell the bot that it was caught
+    assert as_person[0] == 400
+    assert as_bot == as_person
+    assert item_count(dynamodb) == 0
+
+
+def test_a_filled_honeypot_gets_the_answer_a_person_would_get_for_a_good_form(identify, dynamodb):
+    def post(email: str, **extra: str) -> tuple[int, Any]:
+        status, _, reply = invoke(identify, api_event("POST", "/identify", body={"email": email, **extra}))
+        return status, reply
+
+    # A new address, spelled as a person would type it: the same normalised lead id, "created"
+    assert post(" Bob@Example.COM ", website="x") == (
+        200,
+        {"lead_id": lead_id_for("bob@example.com"), "status": "created"},
+    )
+    assert item_count(dynamodb) == 0
+    # An address that is already a lead: "updated", as a person's submission would answer
+    assert post("bob@example.com")[1]["status"] == "created"
+    items = item_count(dynamodb)
+    assert post("bob@example.com", website="x", form_id="other") == (
+        200,
+        {"lead_id": lead_id_for("bob@example.com"), "status": "updated"},
+    )
+    assert item_count(dynamodb) == items
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 
@@ -483,3 +524,75 @@ def test_a_form_sent_with_global_privacy_control_links_where_the_site_does_not_h
 
     assert [link.visitor_id for link in store.links_of_lead(lead_id_for("gpc@example.com"))] == [LAPTOP]
     assert journey(store, lead_id_for("gpc@example.com")) == ["Paid Search"]
+
+
+# -- issue 14, item 4: devices per lead are capped, and a submission's work does not grow with them -------
+
+
+def seed_devices(dynamodb: Any, email: str, count: int) -> None:
+    """``count`` visitor links to the lead of ``email``, as fresh visitor ids posting it would leave."""
+    from closedloop.models.leads import VisitorLink
+
+    store = DynamoStore(TABLE_NAME, client=dynamodb)
+    for n in range(count):
+        link = VisitorLink(
+            visitor_id=f"Fresh{n:019d}", lead_id=lead_id_for(email), linked_from=0, linked_at=1
+        )
+        for item in store._link_items(link):
+            dynamodb.put_item(TableName=TABLE_NAME, Item=store._item(item))
+
+
+def dynamodb_calls_of_one_post(identify: ModuleType, dynamodb: Any, body: dict[str, Any]) -> int:
+    calls: list[str] = []
+    identify.store._client = dynamodb  # the function's own store, counted where it talks to DynamoDB
+    handler = dynamodb.meta.events.register(
+        "before-call.dynamodb.*", lambda **kw: calls.append(kw["event_name"])
+    )
+    try:
+        status, _, reply = invoke(identify, api_event("POST", "/identify", body=body))
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.*", handler)
+    assert status == 200, reply
+    return len(calls)
+
+
+@pytest.mark.parametrize("devices", [30, 1_000])
+def test_a_submission_costs_the_same_however_many_devices_were_linked_to_the_lead(
+    identify, dynamodb, devices
+):
+    from closedloop.identity import MAX_DEVICES_PER_LEAD
+
+    # Given a lead whose address was posted from many fresh visitor ids (links made before the cap)
+    invoke(
+        identify, api_event("POST", "/identify", body={"email": "victim@example.com", "visitor_id": LAPTOP})
+    )
+    seed_devices(dynamodb, "victim@example.com", devices)
+
+    # When the person submits a form again
+    calls = dynamodb_calls_of_one_post(
+        identify, dynamodb, {"email": "victim@example.com", "visitor_id": LAPTOP, "form_id": "webinar"}
+    )
+
+    # Then the work is bounded by the cap, not by the links: the lead, the repeat check, the visitor's
+    # last link, the lead's links, one touches Query per kept device, the write
+    assert calls <= MAX_DEVICES_PER_LEAD + 5
+
+
+def test_a_lead_links_at_most_its_cap_of_devices_and_still_takes_every_submission(identify, store):
+    from closedloop.identity import MAX_DEVICES_PER_LEAD
+
+    # When the same address is posted from one more visitor than the cap allows
+    for n in range(MAX_DEVICES_PER_LEAD + 1):
+        body = {"email": "many@example.com", "visitor_id": f"Device{n:018d}", "form_id": "f"}
+        status, _, _ = invoke(identify, api_event("POST", "/identify", body=body))
+        assert status == 200
+
+    # Then every submission is stored, and only the first MAX_DEVICES_PER_LEAD visitors are linked
+    lead_id = lead_id_for("many@example.com")
+    assert len(store.submissions_of_lead(lead_id)) == MAX_DEVICES_PER_LEAD + 1
+    linked = {link.visitor_id for link in store.links_of_lead(lead_id)}
+    assert linked == {f"Device{n:018d}" for n in range(MAX_DEVICES_PER_LEAD)}
+    assert store.links_of_visitor(f"Device{MAX_DEVICES_PER_LEAD:018d}") == []
+    # A linked visitor keeps submitting as before
+    body = {"email": "many@example.com", "visitor_id": "Device000000000000000000", "form_id": "g"}
+    assert invoke(identify, api_event("POST", "/identify", body=body))[0] == 200

@@ -155,3 +155,17 @@ def test_a_late_untagged_page_before_a_direct_start_does_not_move_it() -> None:
     assert touches == {"page-3": (PAGE_3.occurred_at, "Direct")}
     assert state is not None
     assert state.session_id == "page-3"
+
+
+def test_an_event_may_be_at_most_72_hours_old_on_the_servers_clock() -> None:
+    from closedloop.sessions import MAX_EVENT_AGE_MS, derive_event_time, is_backdated
+
+    received = 1_800_000_000_000
+    # The client's clock may be years off: the gap between ts and sent_at is what counts
+    in_time = derive_event_time(946_684_800_000, 946_684_800_000 + MAX_EVENT_AGE_MS, received)
+    assert not is_backdated(in_time, received)
+    too_old = derive_event_time(946_684_800_000, 946_684_800_000 + MAX_EVENT_AGE_MS + 1, received)
+    assert is_backdated(too_old, received)
+    # Without sent_at the client's ts is all there is
+    assert is_backdated(derive_event_time(946_684_800_000, None, received), received)
+    assert MAX_EVENT_AGE_MS == 72 * 3_600_000

@@ -29,7 +29,7 @@ from closedloop.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from closedloop.forms import is_html_form
+from closedloop.forms import is_html_form, refuse_unpaired_surrogates
 from closedloop.observability import logger
 from closedloop.settings import ApiSettings
 
@@ -244,7 +244,8 @@ def _check_json_text(data: bytes | str) -> str:
 
     Invalid JSON is left to the resolver, which names the position; what would make it raise something
     else (a 500) is refused here: bytes that are not UTF-8, nesting past ``MAX_JSON_DEPTH``, an integer
-    longer than Python converts (``sys.get_int_max_str_digits()``, 4,300 digits).
+    longer than Python converts (``sys.get_int_max_str_digits()``, 4,300 digits), and a string that
+    holds an unpaired UTF-16 surrogate (valid JSON, but no text DynamoDB can store).
     """
     try:
         text = data if isinstance(data, str) else data.decode("utf-8")
@@ -267,6 +268,7 @@ def _check_json_text(data: bytes | str) -> str:
         ) from exc
     if _json_depth(parsed) > MAX_JSON_DEPTH:
         raise _too_deep()
+    refuse_unpaired_surrogates(parsed)
     return text
 
 

@@ -19,7 +19,7 @@ from closedloop.bots import is_bot
 from closedloop.errors import InvalidInputError, StoreUnavailableError
 from closedloop.models.collect import CollectEvent, CollectResponse
 from closedloop.models.visits import PageView, Touch, VisitorState
-from closedloop.sessions import advance_session, derive_event_time
+from closedloop.sessions import MAX_EVENT_AGE_MS, advance_session, derive_event_time, is_backdated
 from closedloop.store.dynamodb import WriteOutcome
 from closedloop.traffic import InvalidUrlError, TrafficSource, parse_traffic_source
 
@@ -53,7 +53,12 @@ class _Prepared:
 
 
 def _prepare(
-    events: Sequence[CollectEvent], *, sent_at: int | None, received_at: int, site_domains: frozenset[str]
+    events: Sequence[CollectEvent],
+    *,
+    sent_at: int | None,
+    received_at: int,
+    site_domains: frozenset[str],
+    max_event_age_ms: int,
 ) -> list[_Prepared]:
     prepared = []
     for index, event in enumerate(events):
@@ -65,6 +70,18 @@ def _prepare(
                 details=[{"loc": ["events", index, "url"], "msg": str(exc), "type": "url_invalid"}],
             ) from exc
         occurred_at = derive_event_time(event.ts, event.sent_at or sent_at, received_at)
+        if is_backdated(occurred_at, received_at, max_age_ms=max_event_age_ms):
+            hours = max_event_age_ms // 3_600_000
+            raise InvalidInputError(
+                f"an event happened more than {hours} hours before it was sent",
+                details=[
+                    {
+                        "loc": ["events", index, "ts"],
+                        "msg": f"ts must be at most {hours} hours before sent_at (or the server's time)",
+                        "type": "event_too_old",
+                    }
+                ],
+            )
         prepared.append(_Prepared(event, source, occurred_at))
     return prepared
 
@@ -130,16 +147,20 @@ def record_events(
     sent_at: int | None = None,
     retention_days: int = 0,
     opted_out: bool = False,
+    max_event_age_ms: int = MAX_EVENT_AGE_MS,
 ) -> CollectResponse:
     """Store tracker events; return how many were new, repeated, or dropped.
 
     Bot traffic, and every event of a visitor who ``opted_out`` (see :func:`opts_out`), is dropped
-    unread: answered like a success, nothing stored.
+    unread: answered like a success, nothing stored. An event dated more than ``max_event_age_ms``
+    before the server received it (after correcting the client's clock) refuses the request: a touch
+    cannot be backdated to become a lead's original source.
 
     Raises
     ------
     InvalidInputError
-        An event cannot be understood; nothing of the request was written.
+        An event cannot be understood, or is older than ``max_event_age_ms``; nothing of the request
+        was written.
     StoreUnavailableError
         DynamoDB failed; events before the failure are stored, and retrying the request stores the
         rest without repeating them.
@@ -147,7 +168,13 @@ def record_events(
     if opted_out or is_bot(user_agent):
         return CollectResponse(accepted=0, duplicates=0, dropped=len(events))
 
-    prepared = _prepare(events, sent_at=sent_at, received_at=received_at, site_domains=site_domains)
+    prepared = _prepare(
+        events,
+        sent_at=sent_at,
+        received_at=received_at,
+        site_domains=site_domains,
+        max_event_age_ms=max_event_age_ms,
+    )
     expires_at = received_at // 1000 + retention_days * 86_400 if retention_days else None
 
     by_visitor: dict[str, list[_Prepared]] = defaultdict(list)

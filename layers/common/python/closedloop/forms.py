@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 from closedloop.errors import InvalidInputError, UnsupportedMediaTypeError
 
-__all__ = ["FORM_CONTENT_TYPES", "is_html_form", "read_form"]
+__all__ = ["FORM_CONTENT_TYPES", "is_html_form", "read_form", "refuse_unpaired_surrogates"]
 
 FORM_CONTENT_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -36,6 +36,7 @@ def read_form(content_type: str, body: bytes) -> dict[str, Any]:
             raise InvalidInputError("the body is nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidInputError("the body must be a JSON object")
+        refuse_unpaired_surrogates(data)
         return data
     if kind == "application/x-www-form-urlencoded":
         try:
@@ -47,9 +48,67 @@ def read_form(content_type: str, body: bytes) -> dict[str, Any]:
             fields.setdefault(key, value)
         return fields
     if kind == "multipart/form-data":
-        return _read_multipart(content_type, body)
+        fields = _read_multipart(content_type, body)
+        refuse_unpaired_surrogates(fields)  # a part may name a charset (utf-7) that decodes to surrogates
+        return fields
     raise UnsupportedMediaTypeError(
         f"unsupported content type {kind or '(none)'!r}: send JSON, url-encoded or multipart form data"
+    )
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """A name that may hold a surrogate, made printable (``\\ud800``) for an error message."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def refuse_unpaired_surrogates(data: Any, loc: tuple[str | int, ...] = ("body",)) -> None:
+    """Refuse JSON whose strings (values or keys) hold an unpaired UTF-16 surrogate (``"\\ud800"``).
+
+    JSON's ``\\uXXXX`` escapes can spell half of a surrogate pair, which is no Unicode character: Python
+    decodes it, but no UTF-8 encoder (boto3's, DynamoDB's) can write it, so the request would fail at
+    the store as a 503 that no retry can cure. RFC 8259 (section 8.2) leaves such strings' behaviour
+    unpredictable; refusing them, naming the field, is the one answer that helps the sender.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the first field (a dotted path under the body) whose text is not valid Unicode.
+    """
+    pending: list[tuple[Any, tuple[str | int, ...]]] = [(data, loc)]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                _refuse(where)
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                if not _is_text(key):
+                    _refuse((*where, _printable(key)))
+                pending.append((child, (*where, key)))
+        elif isinstance(value, list):
+            pending.extend((child, (*where, index)) for index, child in enumerate(value))
+
+
+def _refuse(where: tuple[str | int, ...]) -> None:
+    path = [part if isinstance(part, int) else _printable(part) for part in where]
+    field = ".".join(str(part) for part in path[1:]) or "the body"
+    raise InvalidInputError(
+        f"the field {field} is not valid text: it holds an unpaired UTF-16 surrogate (\\ud800-\\udfff)",
+        details=[
+            {
+                "loc": path,
+                "msg": "JSON \\u escapes of surrogates must come in pairs",
+                "type": "unpaired_surrogate",
+            }
+        ],
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from closedloop.errors import InvalidInputError, StoreUnavailableError
 from closedloop.identity import (
+    MAX_DEVICES_PER_LEAD,
     LinkChange,
     journey_touches,
     lead_id_for,
@@ -43,11 +44,13 @@ _VISITOR_ID: TypeAdapter[str] = TypeAdapter(VisitorId)
 
 
 class LeadStore(Protocol):
+    """What identifying needs of ``DynamoStore``: each read is one bounded request."""
+
     def get_lead(self, lead_id: str) -> Lead | None: ...
-    def links_of_visitor(self, visitor_id: str) -> list[VisitorLink]: ...
-    def links_of_lead(self, lead_id: str) -> list[VisitorLink]: ...
+    def last_link_of_visitor(self, visitor_id: str) -> VisitorLink | None: ...
+    def links_of_lead(self, lead_id: str, *, limit: int | None = None) -> list[VisitorLink]: ...
     def touches_of_visitor(self, visitor_id: str) -> list[Touch]: ...
-    def submissions_of_lead(self, lead_id: str) -> list[Submission]: ...
+    def get_submission(self, lead_id: str, submission_id: str) -> Submission | None: ...
     def record_identification(
         self, lead: Lead, *, previous_version: int | None, submission: Submission, links: LinkChange
     ) -> WriteOutcome: ...
@@ -55,9 +58,13 @@ class LeadStore(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class IdentifyResult:
+    """What became of a submission. ``trapped``: the honeypot was filled; nothing was stored."""
+
     lead_id: str
     created: bool
     duplicate: bool = False
+    trapped: bool = False
+    device_refused: bool = False  # the lead has MAX_DEVICES_PER_LEAD devices: the visitor was not linked
 
 
 def safe_redirect(target: str, allowed_origins: tuple[str, ...], *, referer: str | None = None) -> str:
@@ -107,21 +114,15 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-def _submission_id(request: IdentifyRequest, email: str, visitor_id: str | None, at: int) -> str:
-    if request.submission_id:
-        return request.submission_id
-    bucket = at // DUPLICATE_WINDOW_MS
+def _derived_submission_id(request: IdentifyRequest, email: str, visitor_id: str | None, bucket: int) -> str:
+    """The id of a submission without its own: the same visitor, email and form in one 10-minute bucket."""
     key = f"{visitor_id or ''}|{email}|{request.form_id or ''}|{bucket}"
     return "sub_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def _is_recent_repeat(
-    submissions: list[Submission], visitor_id: str | None, form_id: str | None, at: int
-) -> bool:
-    return any(
-        s.visitor_id == visitor_id and s.form_id == form_id and abs(at - s.occurred_at) < DUPLICATE_WINDOW_MS
-        for s in submissions
-    )
+def _is_recent_repeat(earlier: Submission | None, at: int) -> bool:
+    """Whether the previous bucket's submission (same visitor, email, form) is within the window."""
+    return earlier is not None and abs(at - earlier.occurred_at) < DUPLICATE_WINDOW_MS
 
 
 def _cookie_visitor(value: str) -> str:
@@ -183,6 +184,10 @@ def identify_lead(
     neither field nor cookie is read, so no browsing history joins the lead. The lead keeps at most
     ``MAX_CUSTOM_FIELDS`` custom fields: this submission's, then earlier ones in name order while they fit.
 
+    A filled honeypot (``website``, which people never see) is a bot's submission: it is checked
+    exactly like a person's (the same 400s), then answered as a person's would be (``created`` unless
+    the lead exists) and nothing is stored, so the answer does not tell the bot it was caught.
+
     Raises
     ------
     InvalidInputError
@@ -198,8 +203,11 @@ def identify_lead(
         if opted_out
         else request.visitor or (_cookie_visitor(cookie_visitor_id) if cookie_visitor_id else None)
     )
-    submission_id = _submission_id(request, email, visitor_id, received_at)
+    bucket = received_at // DUPLICATE_WINDOW_MS
+    submission_id = request.submission_id or _derived_submission_id(request, email, visitor_id, bucket)
     page = _split_page(request.page_url or page_url or "")
+    if request.website:
+        return IdentifyResult(lead_id, created=store.get_lead(lead_id) is None, trapped=True)
 
     for _attempt in range(MAX_CONFLICTS):
         previous = store.get_lead(lead_id)
@@ -207,24 +215,31 @@ def identify_lead(
             previous is not None
             and not request.submission_id
             and _is_recent_repeat(
-                store.submissions_of_lead(lead_id), visitor_id, request.form_id, received_at
+                store.get_submission(lead_id, _derived_submission_id(request, email, visitor_id, bucket - 1)),
+                received_at,
             )
         ):
+            # The same bucket's repeat needs no read: its id is this one, and the write finds it.
             return IdentifyResult(lead_id, created=False, duplicate=True)
 
+        last_link = store.last_link_of_visitor(visitor_id) if visitor_id else None
         change = (
             plan_link(
-                store.links_of_visitor(visitor_id), visitor_id=visitor_id, lead_id=lead_id, at=received_at
+                [last_link] if last_link else [], visitor_id=visitor_id, lead_id=lead_id, at=received_at
             )
             if visitor_id
             else LinkChange(None, None)
         )
-        links = [link for link in store.links_of_lead(lead_id) if link != change.closed_link]
+        # One more than the cap tells a full lead; the journey is read from at most the cap's devices.
+        links = store.links_of_lead(lead_id, limit=MAX_DEVICES_PER_LEAD + 1)
+        device_refused = change.new_link is not None and len(links) >= MAX_DEVICES_PER_LEAD
+        if device_refused:
+            change = LinkChange(None, None)
+        links = links[:MAX_DEVICES_PER_LEAD]
         if change.new_link is not None:
             links.append(change.new_link)
-        journey = journey_touches(
-            links, {link.visitor_id: store.touches_of_visitor(link.visitor_id) for link in links}
-        )
+        visitors = dict.fromkeys(link.visitor_id for link in links)
+        journey = journey_touches(links, {visitor: store.touches_of_visitor(visitor) for visitor in visitors})
 
         lead = _merged_profile(previous, request, lead_id=lead_id, email=email, at=received_at)
         original, at_creation, latest = lead_sources(
@@ -254,7 +269,7 @@ def identify_lead(
             links=change,
         )
         if outcome is WriteOutcome.STORED:
-            return IdentifyResult(lead_id, created=previous is None)
+            return IdentifyResult(lead_id, created=previous is None, device_refused=device_refused)
         if outcome is WriteOutcome.DUPLICATE:
             return IdentifyResult(lead_id, created=False, duplicate=True)
     raise StoreUnavailableError("the lead kept changing under concurrent submissions")

@@ -10,6 +10,10 @@ Rules (also in docs/architecture.md):
 - A shared computer (one visitor, a second email): from the moment of the second submission the visitor
   belongs to the new lead; the earlier touches stay with the earlier lead. Links are half-open time
   intervals that never overlap, so no touch is ever counted for two leads.
+- A lead keeps at most ``MAX_DEVICES_PER_LEAD`` visitor links. Anyone who knows an address can post it
+  from fresh visitor ids; without a cap every later submission of that lead would read the touches of
+  every such device (one Query each). A lead that is full still takes submissions; the submitting
+  visitor is then not linked (as under Global Privacy Control), and the refusal is counted.
 """
 
 from __future__ import annotations
@@ -24,7 +28,18 @@ from closedloop.errors import InvalidInputError
 from closedloop.models.leads import LeadSource, VisitorLink
 from closedloop.models.visits import Touch
 
-__all__ = ["LinkChange", "journey_touches", "lead_id_for", "lead_sources", "normalise_email", "plan_link"]
+__all__ = [
+    "MAX_DEVICES_PER_LEAD",
+    "LinkChange",
+    "journey_touches",
+    "lead_id_for",
+    "lead_sources",
+    "normalise_email",
+    "plan_link",
+]
+
+# Visitor links (browsers, devices, cleared cookies) one lead keeps; see the module's docstring.
+MAX_DEVICES_PER_LEAD = 20
 
 
 def normalise_email(raw: str) -> str:

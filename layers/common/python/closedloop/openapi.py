@@ -89,6 +89,7 @@ _RESPONSES: dict[tuple[str, str], dict[str, Any]] = {
             "content": {"text/javascript; charset=utf-8": {"schema": _TEXT_SCHEMA}},
         }
     },
+    ("HEAD", "/t.js"): {"200": {"description": "The tracker script's headers, without the script."}},
     ("POST", "/collect"): _errors(400, 413, 415, 503),
     ("GET", "/collect.gif"): {
         "200": {

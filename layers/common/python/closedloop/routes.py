@@ -15,6 +15,8 @@ class Route(NamedTuple):
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/t.js", "collect"),
+    # HTTP API routes match the method exactly: without this, `curl -I .../t.js` (docs/deploy.md) is a 404.
+    Route("HEAD", "/t.js", "collect"),
     Route("POST", "/collect", "collect"),
     Route("GET", "/collect.gif", "collect"),
     Route("GET", "/health", "collect"),

@@ -18,7 +18,10 @@ The rules (GA4's, plus the campaign rule of Universal Analytics that attribution
   own before it.
 
 Event time is the client's clock corrected by the server's (``derive_event_time``), so a visitor with a
-wrong clock still gets the right gaps.
+wrong clock still gets the right gaps. It is never in the future, and never more than ``MAX_EVENT_AGE_MS``
+(72 hours) in the past: an older event is refused (``is_backdated``), so nobody can date a touch years
+back and make it a lead's original source. 72 hours is what Google Analytics 4 accepts for backdated
+events (the Measurement Protocol's ``timestamp_micros``); the tracker resends unsent events for 24 hours.
 """
 
 from __future__ import annotations
@@ -28,9 +31,19 @@ from typing import NamedTuple, Protocol
 
 from closedloop.models.visits import VisitorState
 
-__all__ = ["SESSION_TIMEOUT_MS", "SessionStart", "SessionStep", "advance_session", "derive_event_time"]
+__all__ = [
+    "MAX_EVENT_AGE_MS",
+    "SESSION_TIMEOUT_MS",
+    "SessionStart",
+    "SessionStep",
+    "advance_session",
+    "derive_event_time",
+    "is_backdated",
+]
 
 SESSION_TIMEOUT_MS = 30 * 60 * 1000
+# How far in the past (server time) an event may have happened: see the module's docstring.
+MAX_EVENT_AGE_MS = 72 * 60 * 60 * 1000
 
 # What ``closedloop.traffic`` names a visit without a source (direct, or a self-referral): the campaign
 # key a session keeps when its touch is a direct one.
@@ -78,6 +91,11 @@ def derive_event_time(client_ts: int | None, sent_at: int | None, received_at: i
     if sent_at is not None and sent_at >= client_ts:
         return max(0, received_at - (sent_at - client_ts))
     return min(client_ts, received_at)
+
+
+def is_backdated(occurred_at: int, received_at: int, *, max_age_ms: int = MAX_EVENT_AGE_MS) -> bool:
+    """Whether an event (its time from :func:`derive_event_time`) happened too long before it arrived."""
+    return received_at - occurred_at > max_age_ms
 
 
 def advance_session(

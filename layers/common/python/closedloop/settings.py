@@ -93,6 +93,9 @@ class CollectSettings(ApiSettings):
     # Drop the events of browsers that send Global Privacy Control (``Sec-GPC: 1``), as t.js does by
     # default: a site whose snippet says ``data-honor-gpc="false"`` sets this to false too.
     honor_gpc: bool = True
+    # Events dated further back are refused (closedloop.sessions.MAX_EVENT_AGE_MS); the local demo,
+    # which replays weeks of simulated history, raises it.
+    max_event_age_hours: Annotated[int, Field(ge=1, le=24 * 400)] = 72
 
 
 class IdentifySettings(ApiSettings):

@@ -347,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "function-logs.jsonl").open("w") as logs, LocalStack() as stack:
+    # The demo replays weeks of history at once: the collect function must accept events that old.
+    history = LocalStack(extra_env={"MAX_EVENT_AGE_HOURS": str((args.days + 2) * 24)})
+    with (args.out / "function-logs.jsonl").open("w") as logs, history as stack:
         print(f"local stack up on {stack.url} (moto on {stack.moto_url})", file=sys.stderr)
         run = run_demo(stack, visitors=args.visitors, days=args.days, seed=args.seed, logs=logs)
         import boto3

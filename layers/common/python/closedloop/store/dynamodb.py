@@ -92,9 +92,12 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
     def _plain(self, item: dict[str, Any]) -> dict[str, Any]:
         return {k: _from_dynamo(self._deserializer.deserialize(v)) for k, v in item.items()}
 
-    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _query(self, *, max_items: int | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query matches, page after page; with ``max_items``, at most that many in one call."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if max_items is not None:
+            kwargs["PaginationConfig"] = {"MaxItems": max_items, "PageSize": max_items}
         try:
             paginator = self.client.get_paginator("query")
             for page in paginator.paginate(TableName=self.table_name, **kwargs):
@@ -103,12 +106,20 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailableError("DynamoDB query failed") from exc
 
-    def _query_prefix(self, pk: str, prefix: str) -> Iterator[dict[str, Any]]:
-        """The items of one partition whose sort key starts with ``prefix`` (a consistent read)."""
+    def _query_prefix(
+        self, pk: str, prefix: str, *, max_items: int | None = None, newest_first: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The items of one partition whose sort key starts with ``prefix`` (a consistent read).
+
+        ``max_items`` bounds the work: at most that many items, in one request. ``newest_first``
+        reads the sort key backwards (the last items first).
+        """
         return self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
             ExpressionAttributeValues={":pk": {"S": pk}, ":prefix": {"S": prefix}},
             ConsistentRead=True,
+            ScanIndexForward=not newest_first,
+            max_items=max_items,
         )
 
     def _transact(self, operations: list[dict[str, Any]]) -> list[str]:
@@ -326,14 +337,31 @@ class DynamoStore(DealStoreMixin, WritebackStoreMixin, ErasureStoreMixin):
         items = self._query_prefix(f"V#{visitor_id}", "LINK#")
         return [VisitorLink.model_validate(item) for item in items]
 
-    def links_of_lead(self, lead_id: str) -> list[VisitorLink]:
-        """The lead's visitors (devices), each with the interval of touches that are the lead's."""
-        items = self._query_prefix(f"L#{lead_id}", "V#")
+    def last_link_of_visitor(self, visitor_id: str) -> VisitorLink | None:
+        """The visitor's latest link (the open one, if any): one item, one request, however many it has.
+
+        Links of one visitor never overlap and are keyed by their start, so the last one is the only
+        one a new submission can close, and where a new one starts.
+        """
+        items = self._query_prefix(f"V#{visitor_id}", "LINK#", max_items=1, newest_first=True)
+        return next((VisitorLink.model_validate(item) for item in items), None)
+
+    def links_of_lead(self, lead_id: str, *, limit: int | None = None) -> list[VisitorLink]:
+        """The lead's visitors (devices), each with the interval of touches that are the lead's.
+
+        ``limit``: at most that many links, in one request (identify reads one more than the lead may
+        have, ``closedloop.identity.MAX_DEVICES_PER_LEAD``, to know the lead is full).
+        """
+        items = self._query_prefix(f"L#{lead_id}", "V#", max_items=limit)
         return [VisitorLink.model_validate(item) for item in items]
 
     def submissions_of_lead(self, lead_id: str) -> list[Submission]:
         items = self._query_prefix(f"L#{lead_id}", "S#")
         return sorted((Submission.model_validate(item) for item in items), key=lambda s: s.occurred_at)
+
+    def get_submission(self, lead_id: str, submission_id: str) -> Submission | None:
+        item = self._get(f"L#{lead_id}", f"S#{submission_id}")
+        return Submission.model_validate(item) if item else None
 
     def _link_items(self, link: VisitorLink) -> list[dict[str, Any]]:
         start = f"{link.linked_from:013d}"
