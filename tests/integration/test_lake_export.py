@@ -26,6 +26,7 @@ from moto import mock_aws
 from closedloop.analytics.raw import RAW_DATASETS, RAW_KEYS
 from closedloop.analytics.raw_export import export_stream_batch, export_table_snapshot
 from closedloop.analytics.raw_lake import RawLake
+from closedloop.cli import main as closedloop_cli
 from closedloop.erasure import erase_person
 from closedloop.identity import lead_id_for
 from closedloop.lake import LakeUnavailableError
@@ -320,3 +321,32 @@ def test_the_snapshot_agrees_with_the_current_state_of_the_change_logs(
         from_snapshot = current_state(aws, dataset.name, tmp_path / "snapshot", "seeded")
         assert streamed == from_snapshot, dataset.name
         assert streamed, dataset.name
+
+
+def test_the_cli_seeds_the_lake_once_and_a_rerun_at_the_same_time_rewrites_the_same_objects(
+    aws: SimpleNamespace, capsys: pytest.CaptureFixture[str]
+) -> None:
+    the_loop(aws)
+    capsys.readouterr()  # the functions' metrics lines
+    environ = {"TABLE_NAME": TABLE_NAME, "BUCKET_NAME": BUCKET}
+
+    assert closedloop_cli(["export-snapshot", "--at", "1796100000000"], environ=environ) == 0
+    report = json.loads(capsys.readouterr().out)
+    first = objects(aws)
+    assert closedloop_cli(["export-snapshot", "--at", "1796100000000"], environ=environ) == 0
+    capsys.readouterr()
+
+    assert report["snapshot_at"] == 1_796_100_000_000 and report["skipped"] == 0
+    assert report["rows"] == {
+        "raw_touches": 2,
+        "raw_visitor_links": 1,
+        "raw_leads": 1,
+        "raw_deals": 1,
+        "raw_deal_events": 2,
+    }
+    assert sorted(first) == sorted(
+        f"raw/{d.name}/dt=2026-12-01/snapshot-1796100000000-00000.parquet" for d in RAW_DATASETS
+    )
+    assert objects(aws) == first
+    assert closedloop_cli(["export-snapshot"], environ={"TABLE_NAME": TABLE_NAME}) == 2
+    assert "--bucket" in capsys.readouterr().err
