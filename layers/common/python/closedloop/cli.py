@@ -4,6 +4,10 @@
 table named by ``TABLE_NAME`` and the analytics bucket named by ``BUCKET_NAME``, with the standard AWS
 credentials and endpoint settings (``AWS_PROFILE``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``...). It prints
 the erasure's counts as JSON; the e-mail is never printed or logged.
+
+``closedloop export-snapshot`` seeds the raw datasets under ``raw/`` from the whole table, once, for a
+deployment whose table existed before the lake export (:func:`closedloop.analytics.raw_export.
+export_table_snapshot`, docs/deploy.md); it prints the rows written per dataset as JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +33,43 @@ def _parser() -> argparse.ArgumentParser:
     erase.add_argument("--email", required=True, help="the person's e-mail address")
     erase.add_argument("--table", help="the DynamoDB table (default: $TABLE_NAME)")
     erase.add_argument("--bucket", help="the analytics bucket (default: $BUCKET_NAME; none: table only)")
+    snapshot = commands.add_parser(
+        "export-snapshot",
+        help="seed the raw datasets (raw/) from the whole table, once",
+        description="Write every touch, visitor link, lead, deal and deal event of the table as raw "
+        "insert rows (docs/deploy.md, Upgrade).",
+    )
+    snapshot.add_argument("--table", help="the DynamoDB table (default: $TABLE_NAME)")
+    snapshot.add_argument("--bucket", help="the analytics bucket (default: $BUCKET_NAME)")
+    snapshot.add_argument(
+        "--at",
+        type=int,
+        help="the snapshot's time in ms (default: now); the same value rewrites the same objects",
+    )
     return parser
+
+
+def _export_snapshot(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
+    from closedloop.analytics.raw_export import export_table_snapshot
+    from closedloop.analytics.raw_lake import RawLake
+    from closedloop.clock import now_ms
+    from closedloop.errors import DependencyError
+    from closedloop.store import DynamoStore
+
+    table = args.table or environ.get("TABLE_NAME")
+    bucket = args.bucket or environ.get("BUCKET_NAME")
+    if not table or not bucket:
+        print("closedloop export-snapshot: pass --table and --bucket (or TABLE_NAME, BUCKET_NAME)", file=err)
+        return 2
+    snapshot_at = args.at if args.at is not None else now_ms()
+    try:
+        result = export_table_snapshot(DynamoStore(table), lake=RawLake(bucket), snapshot_at=snapshot_at)
+    except DependencyError as exc:
+        print(f"closedloop export-snapshot: {exc}; run it again with --at {snapshot_at}", file=err)
+        return 1
+    report = {"snapshot_at": snapshot_at, "rows": result.rows, "objects": len(result.objects)}
+    print(json.dumps({**report, "skipped": result.skipped}), file=out)
+    return 0
 
 
 def _erase(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
@@ -66,6 +106,8 @@ def main(argv: Sequence[str] | None = None, *, environ: Mapping[str, str] | None
     args = _parser().parse_args(argv)
     if args.command == "erase":
         return _erase(args, os.environ if environ is None else environ, sys.stdout, sys.stderr)
+    if args.command == "export-snapshot":
+        return _export_snapshot(args, os.environ if environ is None else environ, sys.stdout, sys.stderr)
     return 2  # pragma: no cover - argparse refuses unknown commands
 
 

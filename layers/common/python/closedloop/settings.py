@@ -19,6 +19,7 @@ __all__ = [
     "CollectSettings",
     "ErasureSettings",
     "IdentifySettings",
+    "LakeExportSettings",
     "PublishSettings",
     "Settings",
     "WebhookSettings",
@@ -150,6 +151,12 @@ class AttributeSettings(Settings):
             rates={k.upper(): Decimal(v) for k, v in self.currency_rates.items()},
             training_days=self.training_days,
         )
+
+
+class LakeExportSettings(Settings):
+    """Settings of the lake export (the table's stream -> raw change logs under ``raw/``)."""
+
+    bucket_name: Annotated[str, Field(min_length=3, max_length=63)]
 
 
 class PublishSettings(Settings):

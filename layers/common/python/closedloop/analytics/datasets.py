@@ -33,6 +33,7 @@ _GLUE_TYPES: dict[pa.DataType, str] = {
     pa.float64(): "double",
     pa.bool_(): "boolean",
     pa.timestamp("ms", tz="UTC"): "timestamp",
+    pa.list_(pa.string()): "array<string>",
 }
 
 
