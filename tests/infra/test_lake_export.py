@@ -150,7 +150,8 @@ def test_the_raw_datasets_are_glue_tables_with_partition_projection(template: Te
     for dataset in RAW_DATASETS:
         table = tables[dataset.name]
         table_input = table["Properties"]["TableInput"]
-        assert table["Properties"]["DatabaseName"] == "lake_export_test"  # the database AnalyticsConstruct names after the stack
+        # The database AnalyticsConstruct names after the stack.
+        assert table["Properties"]["DatabaseName"] == "lake_export_test"
         assert any(d.startswith("AnalyticsDatabase") for d in table["DependsOn"])
         columns = table_input["StorageDescriptor"]["Columns"]
         assert [(c["Name"], c["Type"]) for c in columns] == [(c.name, c.glue_type) for c in dataset.columns]
